@@ -1,0 +1,458 @@
+"""`manga-color`: thin click commands over the library.
+
+Exit codes: 0 success; 1 a user error (bad path, unknown name, ...); 2 bad usage; 3 finished, but some pages or
+inputs failed (each reported on its own line).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, load_config
+from .imageio import ImageError, decode_image, iter_inputs
+from .records import ColorHint, IdentityOverride, RecordError, check_box
+from .workspace import Workspace, WorkspaceError
+
+EXIT_PARTIAL = 3
+PathArg = click.Path(path_type=Path)
+
+
+def _echo_json(obj):
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _err(msg: str):
+    click.echo(msg, err=True)
+
+
+def _open_ws(path: Path) -> Workspace:
+    try:
+        return Workspace.open(path)
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+workspace_option = click.option(
+    "-w", "--workspace", "ws_path", type=PathArg, default=Path("."), envvar="MANGA_COLOR_WORKSPACE",
+    show_default=True, help="Chapter workspace folder (or set MANGA_COLOR_WORKSPACE).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="manga-color")
+def main():
+    """Colorize manga chapters: panels, characters, per-character references, full-resolution pages."""
+
+
+# --- workspace ------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("directory", type=PathArg, default=Path("."))
+def init(directory: Path):
+    """Create a chapter workspace in DIRECTORY."""
+    try:
+        Workspace.create(directory).close()
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created workspace {directory}")
+
+
+def add_inputs(ws: Workspace, inputs) -> tuple[list[dict], list[str]]:
+    """Add every page found in ``inputs``; returns (added/known records, one error line per bad input)."""
+    added, errors = [], []
+    for item in iter_inputs(inputs):
+        if item.error:
+            errors.append(item.error)
+            continue
+        try:
+            img = decode_image(item.data, item.name)
+        except ImageError as exc:
+            errors.append(str(exc))
+            continue
+        page, new = ws.add_page(item.data, item.name, img.width, img.height, img.is_color)
+        added.append({"page_id": page.page_id, "position": page.position, "name": item.name, "new": new,
+                      "width": page.width, "height": page.height, "color": page.is_color})
+    return added, errors
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=PathArg)
+@workspace_option
+@json_option
+def add(inputs, ws_path: Path, as_json: bool):
+    """Add pages: image files, folders of images, ZIP or CBZ archives (in natural order)."""
+    with _open_ws(ws_path) as ws:
+        added, errors = add_inputs(ws, inputs)
+    for e in errors:
+        _err(f"skipped {e}")
+    if as_json:
+        _echo_json({"added": added, "errors": errors})
+    else:
+        new = sum(a["new"] for a in added)
+        click.echo(f"added {new} page(s), {len(added) - new} already present, {len(errors)} rejected")
+    if errors:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _parse_sets(sets) -> dict:
+    out = {}
+    for s in sets:
+        if "=" not in s:
+            raise click.BadParameter(f"{s!r} is not KEY=VALUE", param_hint="--set")
+        k, v = s.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=()):
+    from .pipeline import Pipeline
+
+    pipeline = Pipeline(config)
+    if not pipeline.colorizer.trained:
+        _err("warning: colorizer is an UNTRAINED network (no weights shipped): colours are not meaningful")
+    pages = ws.pages()
+    with click.progressbar(length=len(pages), label="colouring", file=sys.stderr, show_eta=True,
+                           show_pos=True) as bar:
+        def on_page(page, outcome):
+            bar.update(1)
+            if outcome.status == "failed":
+                _err(f"\nfailed {outcome.reason}")
+
+        summary = pipeline.run(ws, on_page=on_page)
+    report = summary.to_json()
+    report["rejected_inputs"] = list(extra_errors)
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(
+            f"{report['done']} done ({report['cached']} unchanged), {report['skipped']} skipped (already colour), "
+            f"{report['failed']} failed, {len(extra_errors)} rejected inputs; colorizer {report['colorizer']}"
+            f"{'' if report['colorizer_trained'] else ' (UNTRAINED)'}; {report['seconds']:.1f} s"
+        )
+        for o in summary.outcomes:
+            if o.status == "failed":
+                click.echo(f"  failed: {o.reason}")
+    return summary
+
+
+@main.command()
+@click.argument("chapter", type=PathArg, required=False)
+@click.option("--out", type=PathArg, help="With CHAPTER: output folder (holds its workspace and the pages).")
+@workspace_option
+@click.option("--config", "config_path", type=PathArg, help="TOML config file (defaults: see manga_pipeline/config.py).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key, e.g. detect.rtl=false.")
+@click.option("--ltr", is_flag=True, help="Western reading order (left-to-right).")
+@click.option("--recolor-color-pages", is_flag=True, help="Also recolour pages that are already in colour.")
+@click.option("--weights", help="Colorizer weights tag (see `manga-color weights`).")
+@json_option
+def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, as_json):
+    """Detect, identify, colorize and compose every page. Resumable: finished work is never redone.
+
+    Without CHAPTER, runs the workspace (-w). With CHAPTER (folder, ZIP or CBZ), keeps a workspace in
+    OUT/workspace and writes the coloured pages to OUT/pages.
+    """
+    overrides = _parse_sets(sets)
+    if ltr:
+        overrides["detect.rtl"] = False
+    if recolor_color_pages:
+        overrides["run.skip_color_pages"] = False
+    if weights:
+        overrides["colorize.weights"] = weights
+    if chapter is not None and out is None:
+        raise click.UsageError("with CHAPTER, give --out OUT")
+    if chapter is None and out is not None:
+        raise click.UsageError("--out goes with CHAPTER; to export a workspace use `manga-color export`")
+    try:
+        ws_root = out / "workspace" if chapter is not None else ws_path
+        cfg_file = config_path or (ws_root / "config.toml" if (ws_root / "config.toml").exists() else None)
+        config = load_config(cfg_file, overrides)
+        errors = []
+        if chapter is not None:
+            if not chapter.exists():
+                raise click.ClickException(f"{chapter}: no such file or folder")
+            ws = Workspace.create(ws_root, exist_ok=True)
+            _, errors = add_inputs(ws, [chapter])
+            for e in errors:
+                _err(f"skipped {e}")
+        else:
+            ws = _open_ws(ws_path)
+        with ws:
+            summary = _run_workspace(ws, config, as_json, errors)
+            if chapter is not None:
+                from .export import export_pages
+
+                export_pages(ws, out / "pages", fmt="png")
+                if not as_json:
+                    click.echo(f"pages written to {out / 'pages'}")
+    except (ConfigError, WorkspaceError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if summary.count("failed") or errors:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command()
+@workspace_option
+@json_option
+def status(ws_path, as_json):
+    """List the workspace's pages with their state."""
+    with _open_ws(ws_path) as ws:
+        rows = []
+        for p in ws.pages():
+            res = ws.page_result(p.page_id)
+            rows.append({
+                "position": p.position, "page_id": p.page_id, "name": ws.page_name(p.page_id),
+                "size": [p.width, p.height], "color": p.is_color,
+                "status": res["status"] if res else "pending", "reason": res["reason"] if res else "",
+                "output": str(res["output"]) if res and res["output"] else None,
+            })
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        extra = f"  ({r['reason']})" if r["reason"] else ""
+        click.echo(f"{r['position']:4d}  {r['page_id'][:12]}  {r['status']:8s} {Path(r['name']).name}{extra}")
+
+
+# --- character bank -------------------------------------------------------------------------------------
+
+
+@main.group()
+def character():
+    """Register, list and remove characters (a colour reference per character)."""
+
+
+@character.command("add")
+@click.argument("name")
+@click.option("--reference", "references", multiple=True, type=PathArg, help="Colour image of the character.")
+@click.option("--sample", "samples", multiple=True, type=PathArg, help="B/W crop of the character from the manga.")
+@click.option("--replace", is_flag=True, help="Replace an existing character of that name.")
+@workspace_option
+@json_option
+def character_add(name, references, samples, replace, ws_path, as_json):
+    """Register NAME from colour --reference images and/or B/W --sample crops."""
+    from .bank import build_character
+
+    for p in (*references, *samples):
+        if not p.is_file():
+            raise click.ClickException(f"{p}: no such file")
+    with _open_ws(ws_path) as ws:
+        try:
+            built = build_character(name, references, samples)
+            ws.add_character(built.name, built.features, built.descriptors, built.images, replace=replace)
+        except (ImageError, RecordError, WorkspaceError) as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json({"name": name, "palette": built.features["palette"], "images": len(built.images)})
+    else:
+        click.echo(f"registered {name}: palette {' '.join(built.features['palette']) or '(no colour reference)'}")
+
+
+@character.command("list")
+@workspace_option
+@json_option
+def character_list(ws_path, as_json):
+    """List registered characters and their palettes."""
+    with _open_ws(ws_path) as ws:
+        rows = [{"name": e.name, "palette": e.features.get("palette", []),
+                 "references": sum(k == "reference" for k, _ in e.images),
+                 "samples": sum(k == "sample" for k, _ in e.images)} for e in ws.bank()]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no characters registered")
+    for r in rows:
+        click.echo(f"{r['name']:20s} {r['references']} ref, {r['samples']} sample  {' '.join(r['palette'])}")
+
+
+@character.command("remove")
+@click.argument("name")
+@workspace_option
+def character_remove(name, ws_path):
+    """Remove NAME from the bank (pages using it are recoloured on the next run)."""
+    with _open_ws(ws_path) as ws:
+        try:
+            ws.remove_character(name)
+        except WorkspaceError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"removed {name}")
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+
+@main.command()
+@workspace_option
+@click.option("--out", type=PathArg, required=True, help="Folder (png/jpg/webp) or file (cbz) to write.")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "cbz"]), default=None,
+              help="Default: cbz when --out ends in .cbz, else png.")
+@json_option
+def export(ws_path, out, fmt, as_json):
+    """Export the coloured chapter as an image folder or a CBZ (with ComicInfo.xml); --json lists detections."""
+    from .export import export_cbz, export_pages, page_listing
+
+    fmt = fmt or ("cbz" if out.suffix.lower() == ".cbz" else "png")
+    with _open_ws(ws_path) as ws:
+        written, missing = (export_cbz(ws, out) if fmt == "cbz" else export_pages(ws, out, fmt=fmt))
+        listing = page_listing(ws) if as_json else None
+    for m in missing:
+        _err(f"not exported: {m}")
+    if as_json:
+        _echo_json({"out": str(out), "written": len(written), "missing": missing, "pages": listing})
+    else:
+        click.echo(f"exported {len(written)} page(s) to {out}" + (f"; {len(missing)} not ready" if missing else ""))
+    if missing:
+        sys.exit(EXIT_PARTIAL)
+
+
+# --- one-off pages --------------------------------------------------------------------------------------
+
+
+def _parse_reference(value: str) -> tuple[str, Path]:
+    if "=" not in value:
+        raise click.BadParameter(f"{value!r} is not NAME=IMAGE", param_hint="--reference")
+    name, path = value.split("=", 1)
+    return name.strip(), Path(path)
+
+
+def _parse_hint(value: str) -> tuple[int, int, str]:
+    try:
+        x, y, color = value.split(",")
+        return int(x), int(y), color.strip()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not X,Y,#RRGGBB", param_hint="--hint") from None
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=PathArg)
+@click.option("--out", type=PathArg, required=True, help="Folder for the coloured pages.")
+@click.option("--reference", "references", multiple=True, metavar="NAME=IMAGE",
+              help="Colour reference; NAME colours that character, an unmatched NAME (e.g. scene=...) the rest.")
+@click.option("--hint", "hints", multiple=True, metavar="X,Y,#RRGGBB", help="Pin a colour at a point (every page).")
+@click.option("--ltr", is_flag=True, help="Western reading order.")
+@click.option("--weights", help="Colorizer weights tag.")
+@json_option
+def colorize(images, out, references, hints, ltr, weights, as_json):
+    """Colour one-off pages into OUT (one PNG per input, named after it)."""
+    from .bank import build_character
+    from .pipeline import Pipeline
+
+    refs = [_parse_reference(r) for r in references]
+    pins = [_parse_hint(h) for h in hints]
+    overrides = {"detect.rtl": not ltr}
+    if weights:
+        overrides["colorize.weights"] = weights
+    outcomes, errors = [], []
+    with tempfile.TemporaryDirectory(prefix="manga-color-") as tmp:
+        ws = Workspace.create(Path(tmp) / "ws")
+        with ws:
+            try:
+                for name, path in refs:
+                    if not path.is_file():
+                        raise click.ClickException(f"{path}: no such file")
+                    built = build_character(name, [path])
+                    ws.add_character(name, built.features, built.descriptors, built.images, replace=True)
+                config = load_config(None, overrides)
+                pipeline = Pipeline(config)
+            except (ImageError, RecordError, ConfigError) as exc:
+                raise click.ClickException(str(exc)) from None
+            if not pipeline.colorizer.trained:
+                _err("warning: colorizer is an UNTRAINED network (no weights shipped): colours are not meaningful")
+            bank = ws.bank()
+            names = {e.name for e in bank}
+            used_names: set[str] = set()
+            for image in images:
+                added, errs = add_inputs(ws, [image])
+                errors += errs
+                for e in errs:
+                    _err(f"skipped {e}")
+                for rec in added:
+                    page = ws.page(rec["page_id"])
+                    for x, y, color in pins:
+                        try:
+                            ws.add_override(ColorHint(page.page_id, x, y, color))
+                        except RecordError as exc:
+                            raise click.ClickException(str(exc)) from None
+                    outcome = _colorize_one(pipeline, ws, page, bank, names)
+                    if outcome.status == "failed":
+                        errors.append(outcome.reason)
+                        _err(f"failed {outcome.reason}")
+                        continue
+                    stem = Path(rec["name"].split("!")[-1]).stem
+                    target = out / f"{stem}.png"
+                    n = 1
+                    while target.name in used_names:
+                        target, n = out / f"{stem}-{n}.png", n + 1
+                    used_names.add(target.name)
+                    out.mkdir(parents=True, exist_ok=True)
+                    from .fsutil import atomic_path
+
+                    with atomic_path(target) as t:
+                        shutil.copyfile(outcome.output, t)
+                    outcomes.append({"input": rec["name"], "output": str(target), "status": outcome.status})
+    if as_json:
+        _echo_json({"pages": outcomes, "errors": errors,
+                    "colorizer": pipeline.colorizer.weights_id, "colorizer_trained": pipeline.colorizer.trained})
+    else:
+        for o in outcomes:
+            click.echo(f"{o['input']} -> {o['output']}" + ("  (already colour, copied)" if o["status"] == "skipped" else ""))
+    if errors:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _colorize_one(pipeline, ws, page, bank, names):
+    """Run one page; the first reference name that names no character on it is its page-level (scene) reference."""
+    try:
+        det = pipeline.analyse_page(ws, page, bank)
+    except Exception:
+        return pipeline.run(ws, pages=[page]).outcomes[0]  # the run records the failure with its reason
+    unmatched = sorted(names - {c.identity for c in det.characters if c.identity})
+    scene = unmatched[0] if unmatched and not pipeline.config.colorize.scene else None
+    return pipeline.run(ws, pages=[page], scene=scene).outcomes[0]
+
+
+# --- demo -----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--out", type=PathArg, default=Path("manga-demo"), show_default=True, help="Folder to write.")
+@click.option("--pages", "n_pages", type=click.IntRange(1, 200), default=6, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", default="1400x2000", show_default=True, help="Page size WxH.")
+@json_option
+def demo(out, n_pages, seed, size, as_json):
+    """Generate a synthetic chapter, register its characters, colour it and export it (PNG + CBZ)."""
+    from .export import export_cbz, export_pages
+    from .synthetic import generate_chapter, write_chapter
+
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{size!r} is not WxH", param_hint="--size") from None
+    chapter = generate_chapter(n_pages, seed=seed, size=(w, h))
+    write_chapter(chapter, out / "chapter")
+    click.echo(f"generated {n_pages} synthetic pages with characters {', '.join(d.name for d in chapter.cast)} "
+               f"in {out / 'chapter'}", err=as_json)
+    from .bank import build_character
+
+    ws = Workspace.create(out / "workspace", exist_ok=True)
+    with ws:
+        for design in chapter.cast:
+            ref = out / "chapter" / "references" / f"{design.name}.png"
+            built = build_character(design.name, [ref])
+            ws.add_character(design.name, built.features, built.descriptors, built.images, replace=True)
+        _, errors = add_inputs(ws, [out / "chapter" / "pages"])
+        summary = _run_workspace(ws, load_config(), as_json, errors)
+        export_pages(ws, out / "colored", fmt="png")
+        export_cbz(ws, out / "colored.cbz")
+    if not as_json:
+        click.echo(f"coloured pages: {out / 'colored'}  CBZ: {out / 'colored.cbz'}  workspace: {out / 'workspace'}")
+    if summary.count("failed"):
+        sys.exit(EXIT_PARTIAL)
