@@ -456,3 +456,127 @@ def demo(out, n_pages, seed, size, as_json):
         click.echo(f"coloured pages: {out / 'colored'}  CBZ: {out / 'colored.cbz'}  workspace: {out / 'workspace'}")
     if summary.count("failed"):
         sys.exit(EXIT_PARTIAL)
+
+
+# --- overrides ------------------------------------------------------------------------------------------
+
+
+@main.group()
+def override():
+    """Per-page corrections stored in the workspace and replayed by every `run`."""
+
+
+def _page_or_fail(ws: Workspace, ref: str):
+    try:
+        return ws.find_page(ref)
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _store(ws_path: Path, page_ref: str, make):
+    with _open_ws(ws_path) as ws:
+        page = _page_or_fail(ws, page_ref)
+        try:
+            oid = ws.add_override(make(page))
+        except (RecordError, WorkspaceError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"override #{oid} stored for page {page.position}; `manga-color run` applies it")
+
+
+@override.command("identity")
+@click.argument("page")
+@click.option("--box", required=True, metavar="X0,Y0,X1,Y1", help="The character's box in page pixels.")
+@click.option("--name", help="Who it is (a bank name).")
+@click.option("--unknown", is_flag=True, help="Mark it as no registered character.")
+@workspace_option
+def override_identity(page, box, name, unknown, ws_path):
+    """Say who the character at BOX on PAGE (position, id prefix or file name) is."""
+    if bool(name) == unknown:
+        raise click.UsageError("give exactly one of --name NAME or --unknown")
+    try:
+        parsed = check_box([float(v) for v in box.split(",")])
+    except (ValueError, RecordError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--box") from None
+    _store(ws_path, page, lambda p: IdentityOverride(p.page_id, parsed, None if unknown else name))
+
+
+@override.command("hint")
+@click.argument("page")
+@click.argument("x", type=int)
+@click.argument("y", type=int)
+@click.argument("color")
+@workspace_option
+def override_hint(page, x, y, color, ws_path):
+    """Pin COLOR (#RRGGBB) at page point X Y."""
+    _store(ws_path, page, lambda p: ColorHint(p.page_id, x, y, color))
+
+
+@override.command("reference")
+@click.argument("page")
+@click.argument("panel", type=int)
+@click.argument("name")
+@workspace_option
+def override_reference(page, panel, name, ws_path):
+    """Use bank character NAME's reference as PANEL's page-level reference (-1: art outside panels)."""
+    _store(ws_path, page, lambda p: ("reference", p.page_id, panel, name))
+
+
+@override.command("lock")
+@click.argument("page")
+@click.argument("panel", type=int)
+@workspace_option
+def override_lock(page, panel, ws_path):
+    """Accept PANEL as it is now: later runs keep its colours whatever changes."""
+    _store(ws_path, page, lambda p: ("lock", p.page_id, panel))
+
+
+@override.command("list")
+@workspace_option
+@json_option
+def override_list(ws_path, as_json):
+    """List stored overrides."""
+    with _open_ws(ws_path) as ws:
+        rows = ws.list_overrides()
+        positions = {p.page_id: p.position for p in ws.pages()}
+    if as_json:
+        _echo_json(rows)
+        return
+    for r in rows:
+        detail = {k: v for k, v in r.items() if k not in ("id", "page_id", "kind")}
+        click.echo(f"#{r['id']:<4d} page {positions.get(r['page_id'], '?'):<4} {r['kind']:9s} {json.dumps(detail)}")
+
+
+@override.command("remove")
+@click.argument("override_id", type=int)
+@workspace_option
+def override_remove(override_id, ws_path):
+    """Delete override OVERRIDE_ID (see `override list`)."""
+    with _open_ws(ws_path) as ws:
+        try:
+            ws.remove_override(override_id)
+        except WorkspaceError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"removed override #{override_id}")
+
+
+# --- weights --------------------------------------------------------------------------------------------
+
+
+@main.command("weights")
+@json_option
+def weights_cmd(as_json):
+    """List the shipped weights: tag, sha256, the command that reproduces them, their metrics."""
+    import dataclasses
+
+    import weights as registry
+
+    specs = registry.list_specs()
+    if as_json:
+        _echo_json({k: dataclasses.asdict(v) for k, v in specs.items()})
+        return
+    if not specs:
+        click.echo("no weights shipped yet: stages that need them run untrained and say so")
+    for tag, s in sorted(specs.items()):
+        default = " (default)" if registry.default_tag(s.arch) == tag else ""
+        click.echo(f"{s.short}{default}\n  reproduce: {s.command}\n  data: {', '.join(s.data)}\n"
+                   f"  metrics: {json.dumps(s.metrics)}")
