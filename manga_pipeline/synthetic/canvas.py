@@ -88,7 +88,7 @@ def tone_for(rgb, role: str) -> tuple[int, float]:
         if L < 30:
             return BLACK, 1.0
         if L > 62:
-            return HATCH, 0.35
+            return HATCH, 0.25
         return DOTS, float(np.clip((88 - L) / 75 + 0.2, 0.3, 0.9))
     raise ValueError(f"unknown palette role {role!r}")
 
@@ -181,6 +181,68 @@ class Canvas:
         cv2.fillPoly(self.ink, [p], 255, cv2.LINE_AA, SHIFT)
         cv2.fillPoly(self.owner, [p], int(owner), cv2.LINE_8, SHIFT)
 
+    def limb(self, path, radii, part: int, owner: int = 0, outline: float = 0.0):
+        """A thick stroke along ``path`` (N, 2) whose half-width goes through ``radii`` (N,), with round ends.
+
+        Drawn as convex pieces (hull of two discs per segment): first every piece grown by half the outline in
+        black, then every piece in colour, so the outline follows the union of the pieces without inner seams.
+        """
+        path = np.asarray(path, np.float64).reshape(-1, 2)
+        radii = np.asarray(radii, np.float64).reshape(-1)
+        t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        circ = np.column_stack([np.cos(t), np.sin(t)])
+
+        def pieces(grow):
+            out = []
+            for k in range(len(path) - 1):
+                pts = np.vstack([path[k] + circ * (radii[k] + grow), path[k + 1] + circ * (radii[k + 1] + grow)])
+                out.append(cv2.convexHull(_pts(pts, self.ox, self.oy)))
+            return out
+
+        if outline > 0:
+            for p in pieces(outline / 2):
+                cv2.fillConvexPoly(self.ink, p, 255, cv2.LINE_AA, SHIFT)
+                cv2.fillConvexPoly(self.owner, p, int(owner), cv2.LINE_8, SHIFT)
+        for p in pieces(-outline / 2 if outline > 0 else 0.0):
+            cv2.fillConvexPoly(self.ink, p, 0, cv2.LINE_AA, SHIFT)
+        for p in pieces(0.0):
+            cv2.fillConvexPoly(self.part, p, int(part), cv2.LINE_8, SHIFT)
+            cv2.fillConvexPoly(self.owner, p, int(owner), cv2.LINE_8, SHIFT)
+
+    def union(self, polys, limbs, part: int, owner: int = 0, outline: float = 0.0):
+        """Several polygons and limbs filled as one shape: the outline (``outline`` px, just outside) follows their
+        union, with no seams where they overlap."""
+        t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        circ = np.column_stack([np.cos(t), np.sin(t)])
+
+        def pieces(grow):
+            out = []
+            for path, radii in limbs:
+                for k in range(len(path) - 1):
+                    pts = np.vstack([path[k] + circ * (radii[k] + grow), path[k + 1] + circ * (radii[k + 1] + grow)])
+                    out.append(cv2.convexHull(_pts(pts, self.ox, self.oy)))
+            return out
+
+        polys = [_pts(p, self.ox, self.oy) for p in polys]
+        if outline > 0:
+            th = max(1, int(round(2 * outline)))
+            if polys:
+                cv2.fillPoly(self.ink, polys, 255, cv2.LINE_AA, SHIFT)
+                cv2.polylines(self.ink, polys, True, 255, th, cv2.LINE_AA, SHIFT)
+                cv2.fillPoly(self.owner, polys, int(owner), cv2.LINE_8, SHIFT)
+                cv2.polylines(self.owner, polys, True, int(owner), th, cv2.LINE_8, SHIFT)
+            for p in pieces(outline):
+                cv2.fillConvexPoly(self.ink, p, 255, cv2.LINE_AA, SHIFT)
+                cv2.fillConvexPoly(self.owner, p, int(owner), cv2.LINE_8, SHIFT)
+        if polys:
+            cv2.fillPoly(self.ink, polys, 0, cv2.LINE_AA, SHIFT)
+            cv2.fillPoly(self.part, polys, int(part), cv2.LINE_8, SHIFT)
+            cv2.fillPoly(self.owner, polys, int(owner), cv2.LINE_8, SHIFT)
+        for p in pieces(0.0):
+            cv2.fillConvexPoly(self.ink, p, 0, cv2.LINE_AA, SHIFT)
+            cv2.fillConvexPoly(self.part, p, int(part), cv2.LINE_8, SHIFT)
+            cv2.fillConvexPoly(self.owner, p, int(owner), cv2.LINE_8, SHIFT)
+
     def erase(self, pts, thickness: float = 0.0):
         """Paper white over a polygon (and a band of ``thickness`` around it): nothing is drawn there."""
         p = [_pts(pts, self.ox, self.oy)]
@@ -244,34 +306,41 @@ def screen_scale(page_width: int) -> int:
     return max(1, int(round(page_width / 470)))
 
 
-def render_layers(part: np.ndarray, ink: np.ndarray, palette: Palette, scale: int):
-    """(colour uint8 (H, W, 3), B/W uint8 (H, W)) from the layers."""
-    h, w = part.shape
-    rgb_lut, kind_lut, cov_lut = palette.luts()
-    keep = (255 - ink).astype(np.uint16)
-    color = rgb_lut[part]
-    color = ((color.astype(np.uint16) * keep[..., None] + 127) // 255).astype(np.uint8)
-
-    kind = kind_lut[part]
-    present = np.unique(kind_lut[np.unique(part)])
-    bw = np.full((h, w), 255, np.uint8)
-    if BLACK in present:
-        bw[kind == BLACK] = 0
-    if FLAT in present or any(k in present for k in SCREEN_KINDS):
-        cov = cov_lut[part]
-        for k in SCREEN_KINDS:
-            if k in present:
-                m = kind == k
-                bw[m] = np.where(screen_map(k, scale, h, w)[m] < cov[m], 0, 255).astype(np.uint8)
-        if FLAT in present:
-            m = kind == FLAT
-            bw[m] = 255 - cov[m]
-    bw = ((bw.astype(np.uint16) * keep + 127) // 255).astype(np.uint8)
-    return color, bw
+def _apply_ink(img: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    keep = cv2.bitwise_not(ink)
+    if img.ndim == 3:
+        keep = cv2.merge([keep, keep, keep])
+    return cv2.multiply(img, keep, scale=1.0 / 255.0)
 
 
 def render_color(part: np.ndarray, ink: np.ndarray, palette: Palette) -> np.ndarray:
+    """uint8 (H, W, 3) RGB colour edition: palette colours under the line art."""
     rgb_lut, _, _ = palette.luts()
-    keep = (255 - ink).astype(np.uint16)
-    color = rgb_lut[part]
-    return ((color.astype(np.uint16) * keep[..., None] + 127) // 255).astype(np.uint8)
+    color = cv2.merge([cv2.LUT(part, np.ascontiguousarray(rgb_lut[:, c])) for c in range(3)])
+    return _apply_ink(color, ink)
+
+
+def render_bw(part: np.ndarray, ink: np.ndarray, palette: Palette, scale: int) -> np.ndarray:
+    """uint8 (H, W) B/W edition: each palette entry as screentone / flat gray / white / black, under the line art."""
+    h, w = part.shape
+    _, kind_lut, cov_lut = palette.luts()
+    present = cv2.calcHist([part], [0], None, [256], [0, 256]).ravel() > 0
+    kinds = set(int(k) for k in kind_lut[present])
+    kind = cv2.LUT(part, kind_lut)
+    cov = cv2.LUT(part, cov_lut)
+    dark = np.zeros((h, w), np.uint8)
+    if BLACK in kinds:
+        dark |= cv2.compare(kind, BLACK, cv2.CMP_EQ)
+    for k in SCREEN_KINDS:
+        if k in kinds:
+            hit = cv2.compare(screen_map(k, scale, h, w), cov, cv2.CMP_LT)
+            dark |= cv2.bitwise_and(hit, cv2.compare(kind, k, cv2.CMP_EQ))
+    bw = cv2.bitwise_not(dark)
+    if FLAT in kinds:
+        np.copyto(bw, cv2.bitwise_not(cov), where=kind == FLAT)
+    return _apply_ink(bw, ink)
+
+
+def render_layers(part: np.ndarray, ink: np.ndarray, palette: Palette, scale: int):
+    """(colour uint8 (H, W, 3), B/W uint8 (H, W)) from the layers."""
+    return render_color(part, ink, palette), render_bw(part, ink, palette, scale)
