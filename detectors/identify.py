@@ -20,8 +20,13 @@ import numpy as np
 from manga_pipeline.colorspace import rgb_to_gray
 from manga_pipeline.records import CharacterInstance, PageDetections
 
-DESCRIPTOR_BINS = 12
-DESCRIPTOR_DIM = 2 * DESCRIPTOR_BINS
+# Coarse tone classes survive the trip from colour to print: dark colours become black, mid colours
+# screentone (mid gray once blurred), light colours white. Fine gray levels do not.
+TONE_EDGES = (0, 40, 85, 130, 175, 215, 246)
+DESCRIPTOR_BINS = len(TONE_EDGES) - 1
+REGIONS = 3  # whole figure, top band (hair), the rest
+DESCRIPTOR_DIM = REGIONS * DESCRIPTOR_BINS
+PRINT_BLACK, PRINT_WHITE = 110, 200
 
 
 def _foreground_from_white(gray: np.ndarray) -> np.ndarray:
@@ -38,23 +43,23 @@ def describe(gray: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("describe needs a uint8 (h, w) crop")
     h, w = gray.shape
-    scale = 96.0 / max(h, w)
+    scale = 64.0 / max(h, w)
     size = (max(4, int(round(w * scale))), max(4, int(round(h * scale))))
     small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+    small = cv2.GaussianBlur(small, (0, 0), 1.0)
     if mask is None:
         fg = np.ones(small.shape, bool)
     else:
         fg = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    fg &= small < 245  # paper inside the figure carries no identity
-    parts = []
+    fg &= small < TONE_EDGES[-1]  # paper inside the figure carries no identity
+    rows = np.nonzero(fg.any(axis=1))[0]
     top = np.zeros_like(fg)
-    top[: max(1, int(0.35 * small.shape[0]))] = True
-    for region in (fg, fg & top):
-        vals = small[region]
-        hist = np.histogram(vals, bins=DESCRIPTOR_BINS, range=(0, 245))[0].astype(np.float32)
-        hist = np.sqrt(hist / hist.sum()) if hist.sum() > 0 else hist
-        parts.append(hist)
+    if len(rows):
+        top[rows[0]: rows[0] + max(1, int(0.2 * (rows[-1] - rows[0] + 1)))] = True
+    parts = []
+    for region in (fg, fg & top, fg & ~top):
+        hist = np.histogram(small[region], bins=TONE_EDGES)[0].astype(np.float32)
+        parts.append(np.sqrt(hist / hist.sum()) if hist.sum() > 0 else hist)
     vec = np.concatenate(parts)
     norm = np.linalg.norm(vec)
     return (vec / norm if norm > 0 else vec).astype(np.float32)
@@ -73,8 +78,8 @@ def describe_sample(gray: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class IdentifierConfig:
-    threshold: float = 0.90  # minimum cosine similarity to name a character
-    margin: float = 0.01     # minimum lead of the best name over the runner-up
+    threshold: float = 0.80  # minimum cosine similarity to name a character
+    margin: float = 0.03     # minimum lead of the best name over the runner-up
 
 
 class Identifier:

@@ -580,3 +580,7 @@ def weights_cmd(as_json):
         default = " (default)" if registry.default_tag(s.arch) == tag else ""
         click.echo(f"{s.short}{default}\n  reproduce: {s.command}\n  data: {', '.join(s.data)}\n"
                    f"  metrics: {json.dumps(s.metrics)}")
+
+
+# --- commands of other modules register themselves on `main` --------------------------------------------
+from . import cli_extra  # noqa: E402,F401  (imported last: it decorates `main`)

@@ -23,8 +23,8 @@ class DetectConfig:
 
 @dataclass(frozen=True)
 class IdentifyConfig:
-    threshold: float = 0.90  # below this similarity a character stays unknown
-    margin: float = 0.01     # the best name must lead the runner-up by this much
+    threshold: float = 0.80  # below this similarity a character stays unknown
+    margin: float = 0.03     # the best name must lead the runner-up by this much
 
 
 @dataclass(frozen=True)
