@@ -6,6 +6,8 @@ the output's L* stays within 1 of the input's.
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -18,7 +20,7 @@ def gray_to_L(gray: np.ndarray) -> np.ndarray:
     """uint8 (H, W) gray -> float32 (H, W) L* in 0..100."""
     if gray.dtype != np.uint8 or gray.ndim != 2:
         raise ValueError("gray_to_L needs a uint8 (H, W) array")
-    return _GRAY_TO_L[gray]
+    return cv2.LUT(gray, _GRAY_TO_L)  # same as _GRAY_TO_L[gray], about twice as fast
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -48,33 +50,107 @@ def lab_to_rgb_float(lab: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB)
 
 
-def compose_lab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """float32 L* (H, W) + a*b* (H, W, 2) -> uint8 RGB (H, W, 3) with the same L*.
+# OpenCV's float Lab2RGB clamps its output to [0, 1], so it cannot tell an out-of-gamut colour from one on the
+# boundary; the gamut test below works in unclamped linear RGB with OpenCV's own constants (D65, sRGB).
+_XN, _ZN = 0.950456, 1.088754
+_XYZ_TO_LINEAR_RGB = np.array(
+    [[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556], [0.055648, -0.204043, 1.057311]]
+)
+# Max-chroma table over (L*, hue): rows L* = 0, 1, .., 100; columns hue = 0, 2, .., 360 degrees (wraps).
+# This grid keeps the L* error of compose_lab under 0.4 (measured on 2 M random colours, mostly uint8 rounding).
+_LUT_L_STEP, _LUT_HUE_STEP = 1.0, 2.0
+_CHUNK = 1 << 19  # pixels per pass: bounds the float temporaries on a 24 MP page
 
-    Colours outside the sRGB gamut keep their hue and L* and lose chroma (bisection on a chroma scale),
-    instead of being clipped per channel, which would change their lightness.
+
+def _lab_to_linear_rgb(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 Lab -> unclamped linear sRGB (..., 3), the same formulas as OpenCV's Lab2RGB."""
+    low = L <= 8.0
+    y = np.where(low, L / 903.3, ((L + 16.0) / 116.0) ** 3)
+    fy = np.where(low, 7.787 * y + 16.0 / 116.0, (L + 16.0) / 116.0)
+
+    def finv(f):
+        return np.where(f <= 6.0 / 29.0, (f - 16.0 / 116.0) / 7.787, f ** 3)
+
+    x = finv(fy + a / 500.0) * _XN
+    z = finv(fy - b / 200.0) * _ZN
+    m = _XYZ_TO_LINEAR_RGB
+    return np.stack([m[i, 0] * x + m[i, 1] * y + m[i, 2] * z for i in range(3)], axis=-1)
+
+
+def _in_gamut(L, a, b) -> np.ndarray:
+    rgb = _lab_to_linear_rgb(L, a, b)
+    return ((rgb >= -1e-6) & (rgb <= 1.0 + 1e-6)).all(axis=-1)
+
+
+@functools.lru_cache(maxsize=1)
+def _max_chroma_lut() -> np.ndarray:
+    """float32 (101, 181): the chroma at which a ray from gray (L*, hue) first leaves sRGB (~50 ms, once).
+
+    The first crossing, not the largest in-gamut chroma: near the yellow cusp (L* > 94) a ray leaves the gamut
+    and comes back, which would fool a plain bisection.
     """
-    L = L.astype(np.float32)
-    ab = ab.astype(np.float32)
-    lab = np.dstack([L, ab])
-    rgb = lab_to_rgb_float(lab)
-    bad = ((rgb < -1e-4) | (rgb > 1 + 1e-4)).any(axis=2)
-    if bad.any():
-        ys, xs = np.nonzero(bad)
-        Ls = L[ys, xs]
-        abs_ = ab[ys, xs]
-        lo = np.zeros(len(ys), np.float32)
-        hi = np.ones(len(ys), np.float32)
-        for _ in range(10):
-            mid = (lo + hi) / 2
-            trial = np.dstack([Ls[None], (abs_ * mid[:, None])[None]])[0]
-            t = lab_to_rgb_float(trial[None])[0]
-            ok = ((t >= -1e-4) & (t <= 1 + 1e-4)).all(axis=1)
-            lo = np.where(ok, mid, lo)
-            hi = np.where(ok, hi, mid)
-        final = np.column_stack([Ls, abs_ * lo[:, None]])
-        rgb[ys, xs] = lab_to_rgb_float(final[None])[0]
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    Ls = np.arange(0.0, 100.0 + 1e-9, _LUT_L_STEP)
+    hues = np.deg2rad(np.arange(0.0, 360.0 + 1e-9, _LUT_HUE_STEP))
+    LL, HH = np.meshgrid(Ls, hues, indexing="ij")
+    LL, ca, sa = LL.ravel(), np.cos(HH).ravel(), np.sin(HH).ravel()
+    c_top, step = 200.0, 2.0
+    lo = np.full(LL.size, c_top)
+    todo = np.arange(LL.size)
+    c = step
+    while c <= c_top + 1e-9 and todo.size:  # coarse scan for the first step that leaves the gamut
+        out = ~_in_gamut(LL[todo], c * ca[todo], c * sa[todo])
+        lo[todo[out]] = c - step
+        todo = todo[~out]
+        c += step
+    hi = np.minimum(lo + step, c_top)
+    for _ in range(20):  # then bisect inside that step
+        mid = (lo + hi) / 2
+        ok = _in_gamut(LL, mid * ca, mid * sa)
+        lo = np.where(ok, mid, lo)
+        hi = np.where(ok, hi, mid)
+    return lo.reshape(len(Ls), -1).astype(np.float32)
+
+
+def _compose_chunk(L: np.ndarray, ab: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """L (n,), ab (n, 2) float32 -> uint8 (n, 3)."""
+    n = L.size
+    cols = 1024  # cv2.remap wants 2-D maps under 32767 a side
+    rows = -(-n // cols)
+    pad = rows * cols - n
+    if pad:
+        L = np.pad(L, (0, pad))
+        ab = np.pad(ab, ((0, pad), (0, 0)))
+    Lp = L.reshape(rows, cols)
+    a, b = cv2.split(ab.reshape(rows, cols, 2))
+    chroma, hue = cv2.cartToPolar(a, b, angleInDegrees=True)
+    c_max = cv2.remap(lut, hue * np.float32(1.0 / _LUT_HUE_STEP), Lp * np.float32(1.0 / _LUT_L_STEP),
+                      cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    scale = np.minimum(c_max / np.maximum(chroma, np.float32(1e-6)), np.float32(1.0))
+    a *= scale
+    b *= scale
+    rgb = cv2.cvtColor(cv2.merge([Lp, a, b]), cv2.COLOR_Lab2RGB)  # in gamut now: OpenCV's clamp only trims noise
+    return cv2.convertScaleAbs(rgb, alpha=255.0).reshape(-1, 3)[:n]
+
+
+def compose_lab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """float32 L* (H, W) + a*b* (H, W, 2) -> uint8 RGB (H, W, 3) with the same L* (within 1, measured < 0.4).
+
+    Colours outside the sRGB gamut keep their hue and L* and lose chroma down to where their ray from gray
+    first leaves the gamut (a precomputed table over L* and hue), instead of being clipped per channel,
+    which would change their lightness. Colours inside the gamut pass unchanged (near its boundary the
+    table's interpolation may take off a fraction of a chroma unit).
+    """
+    L = np.asarray(L, dtype=np.float32)
+    ab = np.asarray(ab, dtype=np.float32)
+    if ab.shape != L.shape + (2,):
+        raise ValueError(f"compose_lab needs L (H, W) and ab (H, W, 2), got {L.shape} and {ab.shape}")
+    lut = _max_chroma_lut()
+    flat_L = L.reshape(-1)
+    flat_ab = ab.reshape(-1, 2)
+    out = np.empty((flat_L.size, 3), np.uint8)
+    for i in range(0, flat_L.size, _CHUNK):
+        out[i:i + _CHUNK] = _compose_chunk(flat_L[i:i + _CHUNK], flat_ab[i:i + _CHUNK], lut)
+    return out.reshape(L.shape + (3,))
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
