@@ -265,7 +265,7 @@ class PageOverrides:
     page_id: str
     identities: tuple[IdentityOverride, ...] = ()
     hints: tuple[ColorHint, ...] = ()
-    panel_references: tuple[tuple[int, str], ...] = ()  # (panel order, reference name) pairs
+    panel_references: tuple[tuple[int, str], ...] = ()  # (panel order or -1 for the page pass, reference name)
     locked_panels: frozenset[int] = frozenset()
 
     def __post_init__(self):
@@ -273,8 +273,8 @@ class PageOverrides:
             if item.page_id != self.page_id:
                 raise RecordError("override belongs to another page")
         for order, ref in self.panel_references:
-            if order < 0:
-                raise RecordError(f"panel order must be >= 0, got {order}")
+            if order < -1:
+                raise RecordError(f"panel order must be >= -1 (-1: art outside panels), got {order}")
             check_name(ref)
 
 

@@ -72,3 +72,11 @@ def test_overrides_and_results_invariants():
         ColorizedPanel(PID, 0, (0, 0, 5, 5), np.full((4, 4, 2), np.nan, np.float32))
     with pytest.raises(RecordError, match="reason"):
         PageOutcome(PID, "failed")
+
+
+def test_page_overrides_accept_the_page_pass_reference():
+    from manga_pipeline.records import PageOverrides
+
+    assert PageOverrides(PID, panel_references=((-1, "scene"),)).panel_references == ((-1, "scene"),)
+    with pytest.raises(RecordError, match=">= -1"):
+        PageOverrides(PID, panel_references=((-2, "scene"),))
