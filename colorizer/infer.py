@@ -1,0 +1,118 @@
+"""Colorize one panel: B/W crop + per-character references + hints -> a*b* at working resolution."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from colorizer.conditioning import build_inputs, collate, pad_to_multiple, resize_mask, working_shape
+from colorizer.model import ColorizerConfig, build_colorizer
+from colorizer.reference import ReferenceFeatures
+from manga_pipeline.colorspace import gray_to_L, rgb_to_ab
+import weights as weights_registry
+
+UNTRAINED_SEED = 0
+# A hint always wins around its point: besides the network's hint channels, its colour is blended in over a
+# Gaussian of this many working pixels, fading where the lightness differs (another region across a line).
+HINT_SIGMA_FRACTION = 0.025
+HINT_L_SIGMA = 12.0
+
+
+def state_to_file(model: torch.nn.Module, cfg: ColorizerConfig, *, half: bool = True) -> dict:
+    """What a weights file holds: the model config and the state dict (fp16 unless ``half`` is False)."""
+    sd = {k: (v.detach().to(torch.float16) if half and v.is_floating_point() else v.detach()).cpu().contiguous()
+          for k, v in model.state_dict().items()}
+    return {"format": "manga-color-colorizer-v1", "config": cfg.to_dict(), "state_dict": sd}
+
+
+def model_from_file(blob: dict) -> tuple[torch.nn.Module, ColorizerConfig]:
+    if not isinstance(blob, dict) or blob.get("format") != "manga-color-colorizer-v1":
+        raise weights_registry.WeightsError("not a colorizer weights file (format tag missing or unknown)")
+    cfg = ColorizerConfig.from_dict(blob["config"])
+    model = build_colorizer(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.eval(), cfg
+
+
+class Colorizer:
+    """A loaded colorizer network. ``trained`` is False for the seeded untrained fallback."""
+
+    def __init__(self, model: torch.nn.Module, cfg: ColorizerConfig, *, trained: bool, weights_id: str):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.trained = trained
+        self.weights_id = weights_id
+
+    @classmethod
+    def untrained(cls, cfg: ColorizerConfig = ColorizerConfig()) -> "Colorizer":
+        with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's random state
+            torch.manual_seed(UNTRAINED_SEED)
+            model = build_colorizer(cfg)
+        return cls(model, cfg, trained=False, weights_id="untrained")
+
+    @classmethod
+    def load(cls, tag: str | None = None, *, manifest: Path | None = None) -> "Colorizer":
+        """Weights ``tag`` ("synthetic-v1" or "colorizer.synthetic-v1"); None = the shipped default, and when the
+        project ships none, a seeded untrained network (``trained`` False, ``weights_id`` "untrained")."""
+        manifest = Path(manifest) if manifest is not None else weights_registry.MANIFEST
+        if tag is None:
+            tag = weights_registry.default_tag("colorizer", manifest)
+            if tag is None:
+                return cls.untrained()
+        name_tag = tag if tag.startswith("colorizer.") else f"colorizer.{tag}"
+        spec = weights_registry.get_spec(name_tag, manifest)
+        model, cfg = model_from_file(weights_registry.load_state(name_tag, manifest))
+        return cls(model, cfg, trained=True, weights_id=spec.short)
+
+    def working_shape(self, h: int, w: int) -> tuple[int, int]:
+        return working_shape(h, w, self.cfg.size)
+
+    @torch.no_grad()
+    def colorize_panel(self, gray: np.ndarray, *, regions: Sequence[tuple[np.ndarray, ReferenceFeatures]] = (),
+                       scene: ReferenceFeatures | None = None,
+                       hints: Sequence[tuple[int, int, tuple[int, int, int]]] = ()) -> np.ndarray:
+        """a*b* float32 (h', w', 2) for a uint8 (h, w) panel crop, at working resolution (long side cfg.size).
+
+        regions: (bool mask (h, w) in crop pixels, that character's reference); hints: (x, y, RGB) in crop pixels.
+        """
+        gray = np.asarray(gray)
+        if gray.dtype != np.uint8 or gray.ndim != 2 or min(gray.shape) < 1:
+            raise ValueError(f"colorize_panel needs a uint8 (h, w) panel, got {gray.dtype} {gray.shape}")
+        h, w = gray.shape
+        hh, ww = self.working_shape(h, w)
+        import cv2
+
+        small = cv2.resize(gray, (ww, hh), interpolation=cv2.INTER_AREA)
+        masks, refs = [], []
+        for mask, ref in regions:
+            mask = np.asarray(mask)
+            if mask.shape != (h, w) or mask.dtype != np.bool_:
+                raise ValueError(f"region masks must be bool arrays of the panel's shape {(h, w)}, "
+                                 f"got {mask.dtype} {mask.shape}")
+            masks.append(resize_mask(mask, (hh, ww)))
+            refs.append(ref)
+        sx, sy = ww / w, hh / h
+        pts = []
+        for x, y, rgb in hints:
+            _, a, b = rgb_to_ab(tuple(int(c) for c in rgb))
+            pts.append((min(ww - 1, int(x * sx)), min(hh - 1, int(y * sy)), a, b))
+        inp = pad_to_multiple(build_inputs(small, region_masks=masks, region_refs=refs, scene=scene, hints=pts))
+        ab = self.model(*collate([inp]))[0, :, :hh, :ww].permute(1, 2, 0).numpy().astype(np.float32)
+        if pts:
+            ab = _blend_hints(ab, gray_to_L(small), pts)
+        return np.ascontiguousarray(ab, dtype=np.float32)
+
+
+def _blend_hints(ab: np.ndarray, L: np.ndarray, pts) -> np.ndarray:
+    hh, ww = L.shape
+    sigma = max(2.0, HINT_SIGMA_FRACTION * max(hh, ww))
+    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32)
+    out = ab.copy()
+    for x, y, a, b in pts:
+        wgt = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        wgt *= np.exp(-((L - L[y, x]) ** 2) / (2 * HINT_L_SIGMA ** 2))
+        wgt = wgt[..., None].astype(np.float32)
+        out = out * (1 - wgt) + np.array([a, b], np.float32) * wgt
+    return out
