@@ -4,10 +4,11 @@ Prints, per dataset: panel precision / recall / F1 at IoU 0.5 (box IoU of the po
 annotated boxes) and the mean IoU of matched panels; text recall (an annotated text box counts as found when
 at least half of it is covered by detected text regions) and text precision (a detection counts when it
 overlaps annotated text); character precision / recall against the annotated bodies at IoU 0.5 (and 0.3);
-seconds per page for the whole detector.
+seconds per page for the whole detector. The scoring lives in ``detectors/evaluate.py`` (also behind
+``manga-color eval detect``).
 
     python benchmarks/eval_classical_detect.py [--data ../shared/data] [--limit N] [--synthetic N]
-                                               [--viz DIR] [--json]
+                                               [--viz DIR] [--json] [--backend classical|yolo] [--split all]
 
 ``--viz DIR`` writes overlays (red: annotated panels, magenta: detected; green: annotated text, cyan: detected;
 blue: annotated bodies, yellow: detected) to DIR, which must lie outside the repository.
@@ -17,146 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from detectors import ClassicalDetector, DetectorConfig
-from manga_pipeline.records import box_iou
+from detectors.evaluate import evaluate_file, evaluate_synthetic, jsonable
 
 DATASETS = ("openmantra_dev.json", "manga109_dev.json", "comics_color_dev.json")
-FAKE_ID = "0" * 64
 
 
-def match(pred: list, gt: list, thr: float) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching by IoU (highest first); pairs with IoU >= thr."""
-    pairs = sorted(
-        ((box_iou(p, g), i, j) for i, p in enumerate(pred) for j, g in enumerate(gt)), reverse=True
-    )
-    used_p, used_g, out = set(), set(), []
-    for iou, i, j in pairs:
-        if iou < thr:
-            break
-        if i in used_p or j in used_g:
-            continue
-        used_p.add(i)
-        used_g.add(j)
-        out.append((i, j, iou))
-    return out
-
-
-def coverage(box, mask: np.ndarray) -> float:
-    x0, y0, x1, y1 = box
-    sub = mask[y0:y1, x0:x1]
-    return float(sub.mean()) if sub.size else 0.0
-
-
-def load_gray(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise FileNotFoundError(path)
-    return img
-
-
-def new_counts() -> dict:
-    return dict(p_tp=0, p_pred=0, p_gt=0, iou_sum=0.0, t_found=0, t_gt=0, t_pred=0, t_ok=0,
-                b_tp5=0, b_tp3=0, b_pred=0, b_gt=0, secs=0.0, pages=0)
-
-
-def score_page(c: dict, gray: np.ndarray, det: ClassicalDetector, gt_panels, gt_texts, gt_bodies):
-    """Detect on one page and add its matches to the counts ``c``.
-
-    ``gt_texts``: ``[(box, mask or None)]`` (a mask of the box's shape restricts the region to its pixels).
-    """
-    h, w = gray.shape
-    t0 = time.perf_counter()
-    dets = det.detect(FAKE_ID, gray)
-    c["secs"] += time.perf_counter() - t0
-    c["pages"] += 1
-
-    pred = [p.box for p in dets.panels_in_order()]
-    m = match(pred, gt_panels, 0.5)
-    c["p_tp"] += len(m)
-    c["p_pred"] += len(pred)
-    c["p_gt"] += len(gt_panels)
-    c["iou_sum"] += sum(iou for _, _, iou in m)
-
-    if gt_texts:
-        cover = np.zeros((h, w), bool)
-        for t in dets.texts:
-            x0, y0, x1, y1 = t.box
-            cover[y0:y1, x0:x1] |= t.mask if t.mask is not None else True
-        gt_mask = np.zeros((h, w), bool)
-        for (x0, y0, x1, y1), mask in gt_texts:
-            gt_mask[y0:y1, x0:x1] |= mask if mask is not None else True
-        c["t_gt"] += len(gt_texts)
-        for (x0, y0, x1, y1), mask in gt_texts:
-            sub = cover[y0:y1, x0:x1]
-            c["t_found"] += float((sub[mask] if mask is not None else sub).mean()) >= 0.5
-        c["t_pred"] += len(dets.texts)
-        c["t_ok"] += sum(coverage(t.box, gt_mask) >= 0.15 for t in dets.texts)
-
-    if gt_bodies:
-        chars = [ch.box for ch in dets.characters]
-        c["b_gt"] += len(gt_bodies)
-        c["b_pred"] += len(chars)
-        c["b_tp5"] += len(match(chars, gt_bodies, 0.5))
-        c["b_tp3"] += len(match(chars, gt_bodies, 0.3))
-    return dets
-
-
-def evaluate(data: Path, name: str, det: ClassicalDetector, limit: int | None, viz: Path | None) -> dict:
-    """One annotation file of ``data/annotations`` (colour pages are converted to gray)."""
-    ann = json.loads((data / "annotations" / name).read_text())
-    pages = ann["pages"][:limit] if limit else ann["pages"]
-    c = new_counts()
-    for page in pages:
-        path = (data / "annotations" / page["image"]).resolve()
-        gray = load_gray(path)
-        dets = score_page(c, gray, det, [tuple(b) for b in page["panels"]],
-                          [(tuple(t["box"]), None) for t in page["texts"]],
-                          [tuple(b["box"]) for b in page.get("bodies", [])])
-        if viz is not None:
-            draw(viz, name, path, gray, page, dets)
-    return summarise(c)
-
-
-def evaluate_synthetic(n_pages: int, det: ClassicalDetector, seed: int = 100) -> dict:
-    """Generated pages with exact ground truth; text = balloon interiors (their masks)."""
-    from manga_pipeline.synthetic import generate_chapter
-
-    c = new_counts()
-    chapter = generate_chapter(n_pages, seed=seed, size=(1400, 2000))
-    for page in chapter.pages:
-        score_page(c, page.bw, det, [p.box for p in page.panels], [(b.box, b.mask) for b in page.balloons],
-                   [ch.box for ch in page.characters])
-    return summarise(c)
-
-
-def summarise(c: dict) -> dict:
-    def div(a, b):
-        return a / b if b else float("nan")
-
-    p, r = div(c["p_tp"], c["p_pred"]), div(c["p_tp"], c["p_gt"])
+def flat(r: dict) -> dict:
+    """The per-class summary as the flat row this script prints."""
+    nan = float("nan")
+    p, t, c = r["panels"], r["texts"], r["characters"]
     return {
-        "pages": c["pages"],
-        "panel_precision": p,
-        "panel_recall": r,
-        "panel_f1": div(2 * p * r, p + r) if c["p_tp"] else 0.0,
-        "panel_mean_iou": div(c["iou_sum"], c["p_tp"]),
-        "panels_gt": c["p_gt"],
-        "panels_pred": c["p_pred"],
-        "text_recall": div(c["t_found"], c["t_gt"]),
-        "text_precision": div(c["t_ok"], c["t_pred"]),
-        "texts_gt": c["t_gt"],
-        "char_precision@0.5": div(c["b_tp5"], c["b_pred"]),
-        "char_recall@0.5": div(c["b_tp5"], c["b_gt"]),
-        "char_precision@0.3": div(c["b_tp3"], c["b_pred"]),
-        "char_recall@0.3": div(c["b_tp3"], c["b_gt"]),
-        "bodies_gt": c["b_gt"],
-        "seconds_per_page": div(c["secs"], c["pages"]),
+        "pages": r["pages"], "panel_precision": p["precision"], "panel_recall": p["recall"], "panel_f1": p["f1"],
+        "panel_mean_iou": p["mean_iou"], "text_recall": t.get("coverage_recall", nan),
+        "text_precision": t.get("coverage_precision", nan), "char_precision@0.5": c["precision"],
+        "char_recall@0.5": c["recall"], "char_precision@0.3": c.get("precision@0.3", nan),
+        "char_recall@0.3": c.get("recall@0.3", nan), "seconds_per_page": r["seconds_per_page"],
     }
 
 
@@ -197,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--viz", type=Path, default=None, help="write overlays here (outside the repository)")
     ap.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="also measure on N generated pages (manga_pipeline.synthetic, 1400x2000)")
+    ap.add_argument("--backend", default="classical", choices=["classical", "yolo", "auto"])
+    ap.add_argument("--split", default="all", choices=["all", "train", "val"])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args(argv)
     data = args.data.resolve()
@@ -209,14 +92,23 @@ def main(argv=None) -> int:
             print("--viz must lie outside the repository (the pages are not ours to commit)", file=sys.stderr)
             return 2
         args.viz.mkdir(parents=True, exist_ok=True)
-    det = ClassicalDetector(DetectorConfig())
-    results = {n: evaluate(data, n, det, args.limit, args.viz) for n in args.datasets}
+    from detectors.yolo import build_detector
+
+    det = build_detector(args.backend)
+    results = {}
+    for n in args.datasets:
+        def on_page(page, gray, dets, n=n):
+            if args.viz is not None:
+                draw(args.viz, n, Path(page["path"]), gray, page, dets)
+
+        results[n] = evaluate_file(data / "annotations" / n, det, split=args.split, limit=args.limit,
+                                   on_page=on_page)
     if args.synthetic:
         results[f"synthetic ({args.synthetic} p)"] = evaluate_synthetic(args.synthetic, det)
     if args.json:
-        print(json.dumps({"detector": det.name, "results": results}, indent=1))
+        print(json.dumps(jsonable({"detector": det.name, "split": args.split, "results": results}), indent=1))
         return 0
-    print(f"detector: {det.name}")
+    print(f"detector: {det.name} (split: {args.split})")
     cols = [("pages", "pages", "{:d}"), ("panel P", "panel_precision", "{:.3f}"),
             ("panel R", "panel_recall", "{:.3f}"), ("panel F1", "panel_f1", "{:.3f}"),
             ("mIoU", "panel_mean_iou", "{:.3f}"), ("text R", "text_recall", "{:.3f}"),
@@ -225,7 +117,8 @@ def main(argv=None) -> int:
             ("char R.3", "char_recall@0.3", "{:.3f}"), ("s/page", "seconds_per_page", "{:.3f}")]
     print(f"{'dataset':24s}" + "".join(f"{h:>9s}" for h, _, _ in cols))
     for n, r in results.items():
-        print(f"{n:24s}" + "".join(f"{f.format(r[k]):>9s}" for _, k, f in cols))
+        row = flat(r)
+        print(f"{n:24s}" + "".join(f"{f.format(row[k]):>9s}" for _, k, f in cols))
     return 0
 
 
