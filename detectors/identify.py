@@ -165,3 +165,14 @@ def apply_identity_overrides(det: PageDetections, overrides) -> PageDetections:
             chars.append(CharacterInstance(box=box, score=1.0, identity=ov.name, confidence=1.0, panel=panel,
                                            identity_source="override"))
     return det.with_characters(chars)
+
+
+def resolve_override_conflicts(det: PageDetections) -> PageDetections:
+    """After overrides: an automatic name that a user's override uses in the same panel becomes unknown."""
+    used = {(c.panel, c.identity) for c in det.characters
+            if c.identity_source == "override" and c.identity is not None and c.panel is not None}
+    return det.with_characters(
+        dataclasses.replace(c, identity=None, confidence=0.0)
+        if c.identity_source == "auto" and (c.panel, c.identity) in used and c.identity is not None else c
+        for c in det.characters
+    )

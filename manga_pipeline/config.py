@@ -19,6 +19,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DetectConfig:
     rtl: bool = True  # manga reading order: right-to-left rows; false for western comics
+    backend: str = "classical"  # "classical", "yolo" or "auto" (YOLO when detector weights are shipped)
+    weights: str | None = None  # detector weights tag; None = the shipped default
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,20 @@ MAX_PIXELS = 60_000_000  # a 6000x10000 page; bigger is refused as a likely deco
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
 
+def _original_pil_open():
+    """PIL's own Image.open: ultralytics replaces it on import with a wrapper that tries to pip-install a HEIF
+    plugin when a file is not an image, which would turn "not an image" into an install attempt."""
+    if Image.open.__module__ == "PIL.Image":
+        return Image.open
+    import sys
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open)
+
+
+_pil_open = _original_pil_open()
+
+
 class ImageError(ValueError):
     """An input image cannot be used; the message is one line that says why."""
 
@@ -88,7 +102,7 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = _pil_open(io.BytesIO(data))
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(

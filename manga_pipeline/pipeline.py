@@ -88,10 +88,13 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig = PipelineConfig(), *, colorizer=None, detector=None):
         from colorizer.infer import Colorizer
-        from detectors import ClassicalDetector, DetectorConfig
 
         self.config = config
-        self.detector = detector or ClassicalDetector(DetectorConfig(rtl=config.detect.rtl))
+        if detector is None:
+            from detectors.yolo import build_detector
+
+            detector = build_detector(config.detect.backend, rtl=config.detect.rtl, weights=config.detect.weights)
+        self.detector = detector
         self.colorizer = colorizer or Colorizer.load(config.colorize.weights)
 
     # --- stages -------------------------------------------------------------------------------------------
