@@ -1,7 +1,6 @@
 """Exporting a workspace's coloured chapter: an image folder, a CBZ with ComicInfo.xml, a JSON listing."""
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
