@@ -1,4 +1,13 @@
-"""Building character-bank entries from a user's reference images and B/W samples."""
+"""Building character-bank entries from a user's reference images and B/W samples.
+
+An entry stores, per character:
+- ``features["references"]``: per colour reference, the colorizer's reference features (Lab palette by
+  area-weighted k-means with the background removed, 6x6x6 RGB histogram); ``features["palette"]`` the first
+  reference's palette as ``#rrggbb`` (most area first);
+- ``descriptors``: float32 (n, D) identity embeddings of views of every image (``detectors.identify``), made by
+  the identity network named in ``features["identity"]["weights"]``. When the shipped network changes, the
+  stored descriptors are stale: ``identity_descriptors`` recomputes them from the stored images.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,18 +29,28 @@ class CharacterBuild:
     images: list[tuple[str, bytes, str]]
 
 
-def build_character(name: str, references=(), samples=()) -> CharacterBuild:
-    """Derive a bank entry from colour ``references`` (paths or (name, bytes)) and B/W ``samples``.
+def _descriptors(kind: str, img, embedder) -> np.ndarray:
+    from detectors.identify import describe_reference, describe_sample
 
-    features = {"references": [ReferenceFeatures JSON per colour reference], "palette": [#rrggbb ...]}; the first
-    reference is the one the colorizer uses by default.
+    if kind == "reference":
+        return describe_reference(img.rgb, embedder)
+    return describe_sample(img.gray, embedder)
+
+
+def build_character(name: str, references=(), samples=(), *, embedder=None) -> CharacterBuild:
+    """Derive a bank entry from colour ``references`` and B/W ``samples`` (paths or (label, bytes) pairs).
+
+    features = {"references": [ReferenceFeatures JSON per colour reference], "palette": [#rrggbb ...],
+    "identity": {"weights": identity network id, "views": n}}; the first reference is the one the colorizer
+    uses by default.
     """
     from colorizer.reference import extract_reference
-    from detectors.identify import describe_reference, describe_sample
+    from detectors.identify import default_embedder
 
     check_name(name)
     if not references and not samples:
         raise ImageError(f"character {name!r} needs at least one --reference or --sample image")
+    embedder = embedder or default_embedder()
     feats, descs, images = [], [], []
     for kind, items in (("reference", references), ("sample", samples)):
         for item in items:
@@ -39,15 +58,31 @@ def build_character(name: str, references=(), samples=()) -> CharacterBuild:
             img = decode_image(data, label)
             if kind == "reference":
                 feats.append(extract_reference(img.rgb))
-                descs.append(describe_reference(img.rgb))
-            else:
-                descs.append(describe_sample(img.gray))
+            descs.append(_descriptors(kind, img, embedder))
             images.append((kind, data, label))
+    desc = np.concatenate(descs).astype(np.float32)
     features = {
         "references": [f.to_json() for f in feats],
         "palette": [palette_hex(f) for f in feats][0] if feats else [],
+        "identity": {"weights": embedder.weights_id, "views": int(len(desc))},
     }
-    return CharacterBuild(name, features, np.concatenate(descs).astype(np.float32), images)
+    return CharacterBuild(name, features, desc, images)
+
+
+def identity_descriptors(entry, embedder) -> np.ndarray:
+    """float32 (n, D) descriptors of a ``BankEntry`` for ``embedder``: the stored ones when that network made
+    them, else recomputed from the entry's stored images (an entry registered before the weights changed)."""
+    made_by = (entry.features.get("identity") or {}).get("weights")
+    if made_by == embedder.weights_id and entry.descriptors.ndim == 2 and entry.descriptors.shape[1] == embedder.dim:
+        return entry.descriptors
+    descs = []
+    for kind, path in entry.images:
+        try:
+            img = decode_image(Path(path).read_bytes(), Path(path).name)
+        except (OSError, ImageError) as exc:
+            raise ImageError(f"character {entry.name!r}: stored image {path} cannot be read ({exc})") from None
+        descs.append(_descriptors(kind, img, embedder))
+    return np.concatenate(descs).astype(np.float32) if descs else np.zeros((0, embedder.dim), np.float32)
 
 
 def palette_hex(features) -> list[str]:

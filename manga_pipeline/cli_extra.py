@@ -30,4 +30,5 @@ def eval_():
 
 from . import cli_review  # noqa: E402,F401  (registers `review` on main)
 
+from . import cli_identify  # noqa: E402,F401  (registers character/train/eval commands of identification)
 from . import cli_detect  # noqa: E402,F401  (registers detect / eval detect / train detector)

@@ -25,8 +25,8 @@ class DetectConfig:
 
 @dataclass(frozen=True)
 class IdentifyConfig:
-    threshold: float = 0.80  # below this similarity a character stays unknown
-    margin: float = 0.03     # the best name must lead the runner-up by this much
+    threshold: float = 0.80  # below this calibrated probability a character stays unknown
+    margin: float = 0.03     # the best name must lead the runner-up by this much similarity
 
 
 @dataclass(frozen=True)

@@ -103,15 +103,94 @@ class Pipeline:
         return cache_key("detect", page_id, self.detector.name, dataclasses.asdict(self.detector.config))
 
     def identify(self, gray, det: PageDetections, bank: list[BankEntry], identity_overrides) -> PageDetections:
-        from detectors.identify import Identifier, IdentifierConfig, apply_identity_overrides
+        """Identities of one page taken alone (a chapter of one page); the user's overrides win."""
+        identifier = self.identifier(bank)
+        ident = identifier.assign([(det, identifier.embed_characters(gray, det))]).pages[0]
+        return self._with_overrides(ident, identity_overrides)
 
-        identifier = Identifier(
-            [(e.name, e.descriptors) for e in bank],
-            IdentifierConfig(self.config.identify.threshold, self.config.identify.margin),
+    # --- identification helpers (chapter-level: see detectors/identify.py) -----------------------------------
+
+    @property
+    def embedder(self):
+        """The identity network (shipped weights, or untrained when none are shipped), loaded once."""
+        if getattr(self, "_embedder", None) is None:
+            from detectors.identify import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder
+
+    def identifier(self, bank: list[BankEntry]):
+        """An Identifier over ``bank``; descriptors made by other weights are recomputed from the stored images."""
+        from detectors.identify import Identifier, IdentifierConfig
+
+        from .bank import identity_descriptors
+
+        cfg = IdentifierConfig(threshold=self.config.identify.threshold, margin=self.config.identify.margin)
+        return Identifier([(e.name, identity_descriptors(e, self.embedder)) for e in bank], cfg, self.embedder)
+
+    def _identifier_settings(self) -> dict:
+        from detectors.identify import VERSION, IdentifierConfig
+
+        cfg = IdentifierConfig(threshold=self.config.identify.threshold, margin=self.config.identify.margin)
+        return {"version": VERSION, "weights": self.embedder.weights_id, "config": dataclasses.asdict(cfg)}
+
+    @staticmethod
+    def _with_overrides(ident: PageDetections, identity_overrides) -> PageDetections:
+        from detectors.identify import apply_identity_overrides, resolve_override_conflicts
+
+        if not identity_overrides:
+            return ident
+        return resolve_override_conflicts(apply_identity_overrides(ident, identity_overrides))
+
+    def prepare(self, ws: Workspace, page: Page, ran: list[str], gray=None) -> tuple[PageDetections, str, np.ndarray]:
+        """Phase 1 of a page: (detections, their cache key, character embeddings float32 (n, D)), cached."""
+        det_key = self.detect_key(page.page_id)
+        det = ws.cached_detections(page.page_id, det_key)
+        if det is None:
+            gray = self._load(ws, page).gray if gray is None else gray
+            det = self.detector.detect(page.page_id, gray)
+            ws.save_detections(det, det_key, self.detector.name)
+            ran.append("detect")
+        emb_key = cache_key("embed", det_key, self.embedder.weights_id)
+        emb = ws.cached_embeddings(emb_key)
+        if emb is None or len(emb) != len(det.characters):
+            if det.characters:
+                from detectors.identify import character_crops
+
+                gray = self._load(ws, page).gray if gray is None else gray
+                emb = self.embedder.embed(character_crops(gray, det))
+            else:
+                emb = np.zeros((0, self.embedder.dim), np.float32)
+            ws.save_embeddings(emb_key, emb)
+            ran.append("embed")
+        return det, det_key, emb
+
+    def identify_chapter(self, ws: Workspace, prepared: list, bank: list[BankEntry]) -> list[PageDetections]:
+        """Phase 2: name the characters of every prepared page together.
+
+        ``prepared`` = [(page, det, det_key, embeddings, ran)]. The chapter result is keyed by the identifier
+        (version, weights, settings), the bank and every page's detections; each page's stored identities add
+        that page's identity overrides to the key, so a user's correction redoes only its page.
+        """
+        chapter_key = cache_key(
+            "identify-chapter", self._identifier_settings(), sorted((e.name, e.fingerprint) for e in bank),
+            [(page.page_id, det_key) for page, _, det_key, _, _ in prepared],
         )
-        det = apply_identity_overrides(det, identity_overrides)
-        return identifier.identify(gray, det)
-
+        out, result = [], None
+        for k, (page, det, _, emb, ran) in enumerate(prepared):
+            overrides = ws.overrides(page.page_id).identities
+            id_key = cache_key("identify", chapter_key, [(list(o.box), o.name) for o in overrides])
+            ident = ws.cached_identities(page.page_id, id_key)
+            if ident is None:
+                if result is None:
+                    result = self.identifier(bank).assign([(d, e) for _, d, _, e, _ in prepared])
+                    ws.save_unknown_clusters(chapter_key, [c.to_json() for c in result.clusters])
+                ident = self._with_overrides(result.pages[k], overrides)
+                ws.save_identities(ident, id_key, f"{self._identifier_settings()['version']} "
+                                                  f"({self.embedder.weights_id})")
+                ran.append("identify")
+            out.append(ident)
+        return out
     def panel_jobs(self, det: PageDetections, overrides, refs: dict, bank_fp: dict,
                    scene: str | None = None) -> list[PanelJob]:
         """One job per panel in reading order, plus the page-level pass (panel -1) when enabled.
@@ -180,32 +259,23 @@ class Pipeline:
 
     def analyse(self, ws: Workspace, page: Page, gray, bank: list[BankEntry], overrides,
                 ran: list[str]) -> PageDetections:
-        """Detections with identities (cached by page, settings, bank and identity overrides)."""
-        det_key = self.detect_key(page.page_id)
-        det = ws.cached_detections(page.page_id, det_key)
-        if det is None:
-            det = self.detector.detect(page.page_id, gray)
-            ws.save_detections(det, det_key, self.detector.name)
-            ran.append("detect")
-        id_key = cache_key(
-            "identify", det_key, self.config.identify, sorted((e.name, e.fingerprint) for e in bank),
-            [(list(o.box), o.name) for o in overrides.identities],
-        )
-        ident = ws.cached_identities(page.page_id, id_key)
-        if ident is None:
-            ident = self.identify(gray, det, bank, overrides.identities)
-            ws.save_identities(ident, id_key, "tone-descriptors-v1")
-            ran.append("identify")
-        return ident
+        """Detections with identities of one page taken as its own chapter (cached like a chapter's).
+
+        ``overrides`` is kept for the signature: the identity overrides are read from the workspace."""
+        det, det_key, emb = self.prepare(ws, page, ran, gray)
+        return self.identify_chapter(ws, [(page, det, det_key, emb, ran)], bank)[0]
 
     def analyse_page(self, ws: Workspace, page: Page, bank: list[BankEntry]) -> PageDetections:
-        return self.analyse(ws, page, self._load(ws, page).gray, bank, ws.overrides(page.page_id), [])
+        return self.analyse(ws, page, None, bank, ws.overrides(page.page_id), [])
 
     def process_page(self, ws: Workspace, page: Page, bank: list[BankEntry], *,
-                     scene: str | None = None) -> PageOutcome:
+                     scene: str | None = None, ident: PageDetections | None = None,
+                     ran: list[str] | None = None) -> PageOutcome:
+        """Colour one page. ``ident``: its identified detections from the chapter phase (default: the page is
+        identified on its own)."""
         from layout.compose import compose_page
 
-        ran: list[str] = []
+        ran = [] if ran is None else ran
         img = self._load(ws, page)
         if img.is_color and self.config.run.skip_color_pages:
             out = ws.output_path(page)
@@ -218,7 +288,8 @@ class Pipeline:
             return PageOutcome(page.page_id, "skipped", out, "already in colour", tuple(ran))
         gray = img.gray
         overrides = ws.overrides(page.page_id)
-        ident = self.analyse(ws, page, gray, bank, overrides, ran)
+        if ident is None:
+            ident = self.analyse(ws, page, gray, bank, overrides, ran)
         bank_fp = {e.name: e.fingerprint for e in bank}
 
         refs = _bank_references(bank)
@@ -254,27 +325,56 @@ class Pipeline:
 
     def run(self, ws: Workspace, *, pages: list[Page] | None = None, scene: str | None = None,
             on_page: Callable[[Page, PageOutcome], None] | None = None) -> RunSummary:
-        """Process ``pages`` (default: all) of ``ws``; a failing page is recorded and the run goes on."""
+        """Process ``pages`` (default: all) of ``ws``; a failing page is recorded and the run goes on.
+
+        Three phases: detect and embed every page (cached per page), name the characters of all those pages
+        together (chapter-level reasoning, cached per page), then colour and compose page by page.
+        """
         t0 = time.perf_counter()
         bank = ws.bank()
         pages = ws.pages() if pages is None else pages
         run_id = ws.start_run({"config": self.config.to_dict(), "colorizer": self.colorizer.weights_id,
                                "detector": self.detector.name})
-        outcomes = []
-        for page in pages:
+        outcomes: dict[str, PageOutcome] = {}
+        ran: dict[str, list[str]] = {p.page_id: [] for p in pages}
+
+        def guarded(page, fn):
             try:
-                outcome = self.process_page(ws, page, bank, scene=scene)
+                return fn()
             except (ImageError, PipelineError) as exc:
-                outcome = self._fail(ws, page, str(exc))
+                outcomes[page.page_id] = self._fail(ws, page, str(exc))
             except Exception as exc:  # one bad page never stops a chapter; the traceback goes to the log
                 log = ws.root / "logs" / f"run-{run_id}-{page.short_id}.txt"
                 atomic_write_text(log, traceback.format_exc())
-                outcome = self._fail(ws, page, f"{type(exc).__name__}: {exc} (details: {log})")
-            outcomes.append(outcome)
+                outcomes[page.page_id] = self._fail(ws, page, f"{type(exc).__name__}: {exc} (details: {log})")
+            return None
+
+        prepared = []
+        for page in pages:
+            if page.is_color and self.config.run.skip_color_pages:
+                continue
+            got = guarded(page, lambda: self.prepare(ws, page, ran[page.page_id]))
+            if got is not None:
+                prepared.append((page, *got, ran[page.page_id]))
+        idents: dict[str, PageDetections] = {}
+        if prepared:
+            try:
+                idents = {p.page_id: d for (p, *_), d in zip(prepared, self.identify_chapter(ws, prepared, bank))}
+            except Exception as exc:  # e.g. a bank image that cannot be read: every page says why
+                reason = f"character identification failed: {type(exc).__name__}: {exc}"
+                for page, *_ in prepared:
+                    outcomes[page.page_id] = self._fail(ws, page, reason)
+        for page in pages:
+            if page.page_id not in outcomes:
+                if page.page_id in idents or page.is_color:
+                    outcome = guarded(page, lambda: self.process_page(
+                        ws, page, bank, scene=scene, ident=idents.get(page.page_id), ran=ran[page.page_id]))
+                    if outcome is not None:
+                        outcomes[page.page_id] = outcome
             if on_page:
-                on_page(page, outcome)
-        summary = RunSummary(tuple(outcomes), self.colorizer.weights_id, self.colorizer.trained,
-                             time.perf_counter() - t0)
+                on_page(page, outcomes[page.page_id])
+        summary = RunSummary(tuple(outcomes[p.page_id] for p in pages), self.colorizer.weights_id,
+                             self.colorizer.trained, time.perf_counter() - t0)
         ws.finish_run(run_id, {k: v for k, v in summary.to_json().items() if k != "outcomes"})
         return summary
 

@@ -480,6 +480,60 @@ class Workspace:
     def runs(self) -> list[dict]:
         return [dict(r) for r in self._q("SELECT * FROM runs ORDER BY id")]
 
+    # --- identification: renaming, embedding cache, unknown clusters ----------------------------------------
+
+    def rename_character(self, old: str, new: str):
+        """Rename a bank character; its images and the overrides that name it follow."""
+        check_name(new)
+        with self.transaction() as c:
+            if not c.execute("SELECT 1 FROM characters WHERE name=?", (old,)).fetchone():
+                raise WorkspaceError(f"no character named {old!r}")
+            if c.execute("SELECT 1 FROM characters WHERE name=?", (new,)).fetchone():
+                raise WorkspaceError(f"character {new!r} is already registered; remove it first")
+            c.execute("UPDATE characters SET name=? WHERE name=?", (new, old))  # images: ON UPDATE CASCADE
+            rows = c.execute("SELECT id, kind, payload FROM overrides WHERE kind IN ('identity', 'reference')").fetchall()
+            for row in rows:
+                payload = json.loads(row["payload"])
+                field_ = "name" if row["kind"] == "identity" else "reference"
+                if payload.get(field_) == old:
+                    payload[field_] = new
+                    c.execute("UPDATE overrides SET payload=? WHERE id=?", (json.dumps(payload), row["id"]))
+
+    def character_image_bytes(self, name: str) -> list[tuple[str, bytes, str]]:
+        """[(kind, bytes, source name)] of a character's stored images, in the order they were added."""
+        rows = self._q("SELECT kind, stored, source FROM character_images WHERE name=? ORDER BY id", (name,))
+        return [(r["kind"], (self.root / r["stored"]).read_bytes(), r["source"]) for r in rows]
+
+    def _embedding_path(self, key: str) -> Path:
+        return self.root / "cache" / "embeddings" / f"{key}.npy"
+
+    def cached_embeddings(self, key: str) -> np.ndarray | None:
+        """float32 (n, D) character embeddings stored under ``key``, or None."""
+        path = self._embedding_path(key)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError):
+            return None  # a damaged cache file is recomputed
+
+    def save_embeddings(self, key: str, embeddings: np.ndarray):
+        path = self._embedding_path(key)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(embeddings, dtype=np.float32), allow_pickle=False)
+
+    def save_unknown_clusters(self, key: str, clusters: list[dict]):
+        """The clusters of unknown characters found by the latest chapter identification (``key`` = its key)."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('identify.clusters', ?)",
+                      (json.dumps({"key": key, "created_at": _now(), "clusters": clusters}),))
+
+    def unknown_clusters(self) -> dict:
+        """{"key", "created_at", "clusters": [{"cluster", "members": [{"page_id", "box"}]}]} (empty when none)."""
+        rows = self._q("SELECT value FROM meta WHERE key='identify.clusters'")
+        return json.loads(rows[0]["value"]) if rows else {"key": None, "created_at": None, "clusters": []}
+
 
 class _Tx:
     """The cursor handed out by ``Workspace.transaction``."""
