@@ -27,7 +27,7 @@ from manga_pipeline.records import CharacterInstance, PageDetections, Panel, Tex
 
 from .base import check_gray
 from .panels import PanelConfig, detect_panels
-from .yolo_data import BODY, CLASSES, FACE, PANEL, TEXT
+from .yolo_data import BODY, FACE, PANEL, TEXT
 from .yolo_env import ensure_offline_ultralytics
 
 ARCH = "detector"

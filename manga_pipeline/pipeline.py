@@ -19,7 +19,7 @@ from shapely.geometry import Point, box as shapely_box
 from .config import PipelineConfig
 from .fsutil import atomic_write_text
 from .imageio import ImageError, decode_image, write_png
-from .records import ColorizedPanel, Page, PageDetections, PageOutcome, Panel
+from .records import ColorizedPanel, Page, PageDetections, PageOutcome
 from .workspace import BankEntry, Workspace, cache_key
 
 COMPOSE_VERSION = 1
