@@ -32,3 +32,4 @@ from . import cli_review  # noqa: E402,F401  (registers `review` on main)
 
 from . import cli_identify  # noqa: E402,F401  (registers character/train/eval commands of identification)
 from . import cli_detect  # noqa: E402,F401  (registers detect / eval detect / train detector)
+from . import cli_bank  # noqa: E402,F401  (registers character export / import)
