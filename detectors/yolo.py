@@ -26,6 +26,7 @@ from layout.order import reading_order
 from manga_pipeline.records import CharacterInstance, PageDetections, Panel, TextRegion, box_iou
 
 from .base import check_gray
+from .masks import figure_mask
 from .panels import PanelConfig, detect_panels
 from .yolo_data import BODY, FACE, PANEL, TEXT
 from .yolo_env import ensure_offline_ultralytics
@@ -133,7 +134,7 @@ class YoloDetector:
     def __init__(self, config: YoloConfig = YoloConfig()):
         self.config = config
         self.net, self.spec, payload = load_network(config.weights, config.device)
-        self.name = f"yolo-{self.spec.short}"
+        self.name = f"yolo-{self.spec.short}+figmask"
         self.imgsz = int(config.imgsz or payload.get("imgsz", 640))
 
     def detect(self, page_id: str, gray: np.ndarray) -> PageDetections:
@@ -150,7 +151,7 @@ class YoloDetector:
 
         panels = self._panels(gray, det[cls == PANEL])
         texts = self._texts(gray, det[cls == TEXT])
-        characters = self._characters(det[cls == BODY], det[cls == FACE], panels, w, h)
+        characters = self._characters(gray, det[cls == BODY], det[cls == FACE], panels)
         return PageDetections(page_id, w, h, panels=panels, characters=characters, texts=texts)
 
     # --- steps ----------------------------------------------------------------------------------------------
@@ -200,7 +201,8 @@ class YoloDetector:
             out.append(TextRegion(ib, kind="balloon", score=float(np.clip(b[4], 0, 1)), mask=_paper_mask(gray, ib)))
         return tuple(out)
 
-    def _characters(self, bodies: np.ndarray, faces: np.ndarray, panels, w: int, h: int):
+    def _characters(self, gray: np.ndarray, bodies: np.ndarray, faces: np.ndarray, panels):
+        h, w = gray.shape
         boxes = [(_int_box(b, w, h), float(b[4])) for b in bodies]
         boxes = [(b, s) for b, s in boxes if b is not None]
         # a confident face with no body box around it is a figure the body class missed (close-ups)
@@ -212,7 +214,8 @@ class YoloDetector:
                 boxes.append((fb, float(f[4]) * 0.9))
         out = []
         for b, s in boxes:
-            out.append(CharacterInstance(b, score=float(np.clip(s, 0, 1)), panel=_panel_of(b, panels)))
+            out.append(CharacterInstance(b, score=float(np.clip(s, 0, 1)), panel=_panel_of(b, panels),
+                                         mask=figure_mask(gray, b)))
         return tuple(out)
 
 

@@ -1,7 +1,9 @@
 """Full-resolution compositing: per-panel chroma at working resolution -> the coloured page.
 
-The page keeps its own L* everywhere (lines, screentones, lettering are the original pixels' lightness); only
-a*b* comes from the colorizer. Steps:
+Lines, screentones and lettering keep the original pixels' lightness; a*b* comes from the colorizer. Two
+blends: "luminance" keeps every pixel's L* (white paper cannot hold colour, so a binarised page stays nearly
+gray); "flat" (the default of the pipeline) also lets paper inside coloured areas take the colour, as a
+colourist's flats under the ink. Steps:
 
 1. Every panel's chroma is resampled onto one low-resolution grid over the page (as fine as the finest chroma
    given), masked by its panel polygon with weights that ease in from the outline, and blended: overlapping
@@ -10,7 +12,8 @@ a*b* comes from the colorizer. Steps:
 2. The blended grid is upsampled to the page by :func:`layout.guided.guided_upsample`, which moves chroma
    edges onto the page's lines.
 3. Text regions get zero chroma, with a soft edge outside them.
-4. ``compose_lab`` turns (page L*, chroma) into RGB, reducing chroma only where it leaves the sRGB gamut.
+4. With "flat", paper too light for its chroma is lowered to the lightest L* that holds it (bounded).
+5. ``compose_lab`` turns (L*, chroma) into RGB, reducing chroma only where it leaves the sRGB gamut.
 """
 from __future__ import annotations
 
@@ -24,27 +27,35 @@ from shapely.geometry import box as shapely_box
 
 from layout.guided import guided_upsample
 from layout.raster import outer_ramp, soft_panel_weights
-from manga_pipeline.colorspace import compose_lab, gray_to_L
+from manga_pipeline.colorspace import compose_lab, flat_lightness, gray_to_L
 from manga_pipeline.records import ColorizedPanel, Panel, TextRegion
+
+BLENDS = ("flat", "luminance")
+FLAT_MAX_DARKEN = 30.0  # L* units: how far paper may go down to hold its colour (skin, pale clothes need < 15)
 
 
 @dataclass(frozen=True)
 class ComposedPage:
     """A coloured page.
 
-    rgb: uint8 (H, W, 3), the page's own L* with the colour layer applied.
+    rgb: uint8 (H, W, 3), the page with the colour layer applied.
     chroma: float32 (H, W, 2), the colour layer alone (a*b*, before gamut fitting), for artists who want it
-    separately; ``compose_lab(gray_to_L(gray), chroma)`` gives back ``rgb``.
+    separately; ``compose_lab(L, chroma)`` gives back ``rgb``.
+    L: float32 (H, W), the output's L*: the page's own (blend "luminance"), or lowered on paper that must hold
+    the colour (blend "flat", see :func:`manga_pipeline.colorspace.flat_lightness`).
     """
 
     rgb: np.ndarray
     chroma: np.ndarray
+    L: np.ndarray
 
     def __post_init__(self):
         if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
             raise ValueError("ComposedPage.rgb must be uint8 (H, W, 3)")
         if self.chroma.dtype != np.float32 or self.chroma.shape != self.rgb.shape[:2] + (2,):
             raise ValueError("ComposedPage.chroma must be float32 (H, W, 2) matching rgb")
+        if self.L.dtype != np.float32 or self.L.shape != self.rgb.shape[:2]:
+            raise ValueError("ComposedPage.L must be float32 (H, W) matching rgb")
 
 
 def _place(chroma: np.ndarray, box, window, page_size, grid) -> np.ndarray:
@@ -98,7 +109,8 @@ def _check_inputs(gray, panels, colorized, page_pass):
 
 def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[ColorizedPanel], *,
                  texts: Sequence[TextRegion] = (), page_pass: ColorizedPanel | None = None,
-                 feather: int = 6, radius: int = 0, snap: float | None = None) -> ComposedPage:
+                 feather: int = 6, radius: int = 0, snap: float | None = None, blend: str = "luminance",
+                 max_darken: float = FLAT_MAX_DARKEN) -> ComposedPage:
     """Stitch per-panel chroma into the full-resolution page.
 
     gray: uint8 (H, W), the page. panels: the page's panels (polygons in page px, may bleed past the page).
@@ -107,7 +119,10 @@ def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[
     texts: regions kept paper-white (their mask inside the box, else the whole box). page_pass: chroma for the
     art outside panels (gutters, margins, splash pages); without it, outside panels stays gray.
     feather: page px over which panel edges blend and text regions fade in. radius, snap: see
-    :func:`layout.guided.guided_upsample` (snap None = half the upsampling factor).
+    :func:`layout.guided.guided_upsample` (snap None = half the upsampling factor). blend: "luminance" keeps
+    every pixel's L* (within 1), so paper stays white and only gray pixels take colour; "flat" lays the colour
+    under the ink like a colourist's flats: paper inside coloured areas takes the colour (its L* lowered by at
+    most ``max_darken``), while ink, screentone dots, text regions and uncoloured pixels keep their L*.
 
     Raises ValueError for a gray page of the wrong type, a colorized panel with no matching panel, a panel
     colorized twice, two page passes, or a negative feather.
@@ -115,6 +130,8 @@ def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[
     pairs, page_pass = _check_inputs(gray, panels, colorized, page_pass)
     if feather < 0:
         raise ValueError(f"feather must be >= 0 page px, got {feather}")
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     H, W = gray.shape
     L = gray_to_L(gray)
     layers = [(p.polygon, c) for p, c in pairs]
@@ -122,10 +139,12 @@ def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[
         layers.append((shapely_box(*page_pass.box), page_pass))
     low = _blend_on_grid(layers, page_pass is not None, (H, W), feather) if layers else None
     if low is None:  # nothing to colour: the gray page as RGB
-        return ComposedPage(rgb=np.repeat(gray[..., None], 3, axis=2), chroma=np.zeros((H, W, 2), np.float32))
+        return ComposedPage(rgb=np.repeat(gray[..., None], 3, axis=2), chroma=np.zeros((H, W, 2), np.float32), L=L)
     chroma = guided_upsample(low, L, radius=radius, snap=snap)
     _clear_texts(chroma, texts, feather)
-    return ComposedPage(rgb=compose_lab(L, chroma), chroma=chroma)
+    if blend == "flat":
+        L = flat_lightness(L, chroma, max_darken)
+    return ComposedPage(rgb=compose_lab(L, chroma), chroma=chroma, L=L)
 
 
 def _blend_on_grid(layers, has_page_pass: bool, page_size, feather) -> np.ndarray | None:

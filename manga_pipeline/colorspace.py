@@ -153,6 +153,56 @@ def compose_lab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     return out.reshape(L.shape + (3,))
 
 
+@functools.lru_cache(maxsize=1)
+def _hold_lut() -> np.ndarray:
+    """float32 (201, 181): for chroma 0..200 (step 1) and hue (step 2 degrees), the highest L* at which a colour
+    of that chroma and hue is still inside sRGB (0 where it fits nowhere)."""
+    lut = _max_chroma_lut()  # (L, hue)
+    chroma = np.arange(0.0, 200.0 + 1e-9, 1.0, dtype=np.float32)
+    Ls = np.arange(lut.shape[0], dtype=np.float32) * _LUT_L_STEP
+    fits = lut[None, :, :] >= chroma[:, None, None]  # (C, L, hue)
+    return np.where(fits, Ls[None, :, None], 0.0).max(axis=1).astype(np.float32)
+
+
+def flat_lightness(L: np.ndarray, ab: np.ndarray, max_darken: float) -> np.ndarray:
+    """L* (H, W) lowered where it is too light to hold the chroma ``ab`` (H, W, 2), by at most ``max_darken``.
+
+    A colourist lays flat colours under the ink: paper takes the colour, ink stays ink. Paper (L* near 100)
+    holds no chroma at all, so keeping L* exactly leaves a binarised page gray. Here a pixel keeps its L* when its
+    chroma fits there and otherwise goes down to the lightest L* that holds that chroma and hue, never more than
+    ``max_darken`` below the page; darker pixels (lines, screentone dots, solid blacks) never change, and a
+    pixel with no chroma (text, balloons, uncoloured art) never changes.
+    """
+    L = np.asarray(L, dtype=np.float32)
+    ab = np.asarray(ab, dtype=np.float32)
+    if ab.shape != L.shape + (2,):
+        raise ValueError(f"flat_lightness needs L (H, W) and ab (H, W, 2), got {L.shape} and {ab.shape}")
+    if max_darken < 0:
+        raise ValueError(f"max_darken must be >= 0 L* units, got {max_darken}")
+    table = _hold_lut()
+    out = np.empty_like(L)
+    flat_L, flat_ab, flat_out = L.reshape(-1), ab.reshape(-1, 2), out.reshape(-1)
+    for i in range(0, flat_L.size, _CHUNK):
+        a = np.ascontiguousarray(flat_ab[i:i + _CHUNK, 0])[None]
+        b = np.ascontiguousarray(flat_ab[i:i + _CHUNK, 1])[None]
+        chroma, hue = cv2.cartToPolar(a, b, angleInDegrees=True)
+        hold = _remap_long(table, hue[0] / np.float32(_LUT_HUE_STEP), np.minimum(chroma[0], np.float32(200.0)))
+        seg = flat_L[i:i + _CHUNK]
+        flat_out[i:i + _CHUNK] = np.minimum(seg, np.maximum(hold, seg - np.float32(max_darken)))
+    return out
+
+
+def _remap_long(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """cv2.remap over a long 1-D run of coordinates (its maps must stay under 32767 a side)."""
+    n = x.size
+    cols = 1024
+    rows = -(-n // cols)
+    pad = rows * cols - n
+    xs = np.pad(x.astype(np.float32), (0, pad)).reshape(rows, cols)
+    ys = np.pad(y.astype(np.float32), (0, pad)).reshape(rows, cols)
+    return cv2.remap(table, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1)[:n]
+
+
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
     color = color.lstrip("#")
     return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))

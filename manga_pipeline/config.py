@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DetectConfig:
     rtl: bool = True  # manga reading order: right-to-left rows; false for western comics
-    backend: str = "classical"  # "classical", "yolo" or "auto" (YOLO when detector weights are shipped)
+    backend: str = "auto"  # "classical", "yolo" or "auto" (YOLO when detector weights are shipped)
     weights: str | None = None  # detector weights tag; None = the shipped default
 
 
@@ -34,6 +34,16 @@ class ColorizeConfig:
     weights: str | None = None  # colorizer weights tag; None = the shipped default
     scene: str | None = None    # bank name used as the page-level reference for every panel
     page_pass: bool = True      # colour art outside panels (splash pages, bleeds) with a whole-page pass
+    # "flat": paper inside coloured areas takes the colour (ink, tones, text keep their L*), as a colourist's
+    # flats; "luminance": every pixel keeps its L*, so white paper stays white (see layout.compose)
+    blend: str = "flat"
+    max_darken: float = 30.0    # with "flat": how far (L* units) paper may darken to hold its colour
+
+    def __post_init__(self):
+        if self.blend not in ("flat", "luminance"):
+            raise ConfigError(f"colorize.blend must be 'flat' or 'luminance', got {self.blend!r}")
+        if not 0.0 <= self.max_darken <= 100.0:
+            raise ConfigError(f"colorize.max_darken must be within 0..100 (L* units), got {self.max_darken}")
 
 
 @dataclass(frozen=True)

@@ -412,3 +412,31 @@ def test_bad_inputs_are_refused_with_a_reason():
         compose_page(gray.astype(np.float32), [panel], [])
     with pytest.raises(ValueError, match="feather"):
         compose_page(gray, [panel], [], feather=-1)
+
+
+def test_flat_blend_colours_paper_but_keeps_ink_text_and_uncoloured_pixels():
+    gray = drawn_page()
+    L0 = gray_to_L(gray)
+    panel = Panel.from_box((0, 0, 80, 120), 0)  # the left half is coloured, the right half is not
+    text = TextRegion((30, 40, 60, 60))
+    out = compose_page(gray, [panel], [flat(panel.box, 0, (12.0, 25.0))], texts=[text], feather=0,
+                       blend="flat", max_darken=30.0)
+    lab = lab_of(out.rgb)
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    paper = (gray == 255)
+    paper[40:60, 30:60] = False  # not the text
+    coloured_paper = paper.copy()
+    coloured_paper[:, 70:] = False
+    # white paper now holds the colour (with the luminance blend it cannot), and only as dark as it must
+    assert np.median(chroma[coloured_paper]) > 20
+    assert (L0 - out.L)[coloured_paper].max() <= 30.0 + 1e-3 and np.median(out.L[coloured_paper]) > 85
+    assert np.abs(lab[..., 0] - out.L).max() <= 1.0  # ComposedPage.L is the output's lightness
+    # ink keeps its lightness; the text box and the uncoloured half stay exactly the page
+    assert np.abs(lab[..., 0] - L0)[gray < 60].max() <= 1.0
+    assert np.abs(lab[..., 0] - L0)[40:60, 30:60].max() <= 1.0 and chroma[40:60, 30:60].max() <= 1.0
+    assert np.abs(lab[..., 0] - L0)[:, 90:].max() <= 1.0 and chroma[:, 90:].max() <= 1.0
+    # the luminance blend of the same input keeps every pixel's L*
+    same = compose_page(gray, [panel], [flat(panel.box, 0, (12.0, 25.0))], texts=[text], feather=0)
+    assert np.abs(lab_of(same.rgb)[..., 0] - L0).max() <= 1.0
+    with pytest.raises(ValueError, match="blend"):
+        compose_page(gray, [panel], [], blend="multiply")
