@@ -10,6 +10,7 @@ from .characters import CharacterDesign, make_cast, render_reference
 from .io import write_chapter
 from .layouts import DEFAULT_LAYOUTS
 from .render import SyntheticChapter, SyntheticPage, generate_chapter, generate_page
+from .series import generate_series, write_series
 
 __all__ = [
     "CharacterDesign",
@@ -18,7 +19,9 @@ __all__ = [
     "DEFAULT_LAYOUTS",
     "generate_chapter",
     "generate_page",
+    "generate_series",
     "make_cast",
     "render_reference",
     "write_chapter",
+    "write_series",
 ]
