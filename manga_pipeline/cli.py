@@ -111,34 +111,79 @@ def _parse_sets(sets) -> dict:
     return out
 
 
-def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=()):
+class _Progress:
+    """Two bars on stderr, each with its ETA: phase 1 (detect + embed) and phase 3 (colour + compose); a failed
+    page gets its line as soon as it is known."""
+
+    def __init__(self, n_pages: int):
+        self.n = n_pages
+        self.bar = None
+        self.phase = None
+
+    def _open(self, phase: str, label: str):
+        self.close()
+        self.phase = phase
+        self.bar = click.progressbar(length=self.n, label=label, file=sys.stderr, show_eta=True, show_pos=True)
+        self.bar.__enter__()
+
+    def prepared(self, page):
+        if self.phase != "prepare":
+            self._open("prepare", "detecting")
+        self.bar.update(1)
+
+    def page(self, page, outcome):
+        if self.phase != "render":
+            self._open("render", "colouring")
+        self.bar.update(1)
+        if outcome.status == "failed":
+            _err(f"\nfailed {outcome.reason}")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def summary_line(report: dict, rejected: int = 0) -> str:
+    """The run's one-line summary: done (unchanged) / skipped (already colour) / failed / rejected inputs."""
+    per_page = report["seconds"] / report["pages"] if report["pages"] else 0.0
+    return (
+        f"{report['pages']} pages: {report['done']} done ({report['cached']} unchanged), {report['skipped']} "
+        f"skipped (already colour), {report['failed']} failed, {rejected} rejected inputs; colorizer "
+        f"{report['colorizer']}{'' if report['colorizer_trained'] else ' (UNTRAINED)'}; "
+        f"{report['workers']} worker{'s' if report['workers'] != 1 else ''}, {report['seconds']:.1f} s "
+        f"({per_page:.2f} s/page)"
+    )
+
+
+def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), workers: int = 1):
+    from .engine import available_cores
     from .pipeline import Pipeline
 
     pipeline = Pipeline(config)
     if not pipeline.colorizer.trained:
         _err("warning: colorizer is an UNTRAINED network (no weights shipped): colours are not meaningful")
-    pages = ws.pages()
-    with click.progressbar(length=len(pages), label="colouring", file=sys.stderr, show_eta=True,
-                           show_pos=True) as bar:
-        def on_page(page, outcome):
-            bar.update(1)
-            if outcome.status == "failed":
-                _err(f"\nfailed {outcome.reason}")
-
-        summary = pipeline.run(ws, on_page=on_page)
+    cores = available_cores()
+    if workers > cores:
+        _err(f"warning: {workers} workers on {cores} CPU cores: they compete for the CPU (use --workers {cores})")
+    progress = _Progress(len(ws.pages()))
+    try:
+        summary = pipeline.run(ws, on_page=progress.page, on_prepared=progress.prepared, workers=workers)
+    except WorkspaceError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        progress.close()
     report = summary.to_json()
     report["rejected_inputs"] = list(extra_errors)
     if as_json:
         _echo_json(report)
     else:
-        click.echo(
-            f"{report['done']} done ({report['cached']} unchanged), {report['skipped']} skipped (already colour), "
-            f"{report['failed']} failed, {len(extra_errors)} rejected inputs; colorizer {report['colorizer']}"
-            f"{'' if report['colorizer_trained'] else ' (UNTRAINED)'}; {report['seconds']:.1f} s"
-        )
+        click.echo(summary_line(report, len(extra_errors)))
         for o in summary.outcomes:
             if o.status == "failed":
                 click.echo(f"  failed: {o.reason}")
+        for e in extra_errors:
+            click.echo(f"  rejected: {e}")
     return summary
 
 
@@ -151,8 +196,10 @@ def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=()):
 @click.option("--ltr", is_flag=True, help="Western reading order (left-to-right).")
 @click.option("--recolor-color-pages", is_flag=True, help="Also recolour pages that are already in colour.")
 @click.option("--weights", help="Colorizer weights tag (see `manga-color weights`).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes for detection and colouring (at most one per CPU core is useful).")
 @json_option
-def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, as_json):
+def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, workers, as_json):
     """Detect, identify, colorize and compose every page. Resumable: finished work is never redone.
 
     Without CHAPTER, runs the workspace (-w). With CHAPTER (folder, ZIP or CBZ), keeps a workspace in
@@ -184,7 +231,7 @@ def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weig
         else:
             ws = _open_ws(ws_path)
         with ws:
-            summary = _run_workspace(ws, config, as_json, errors)
+            summary = _run_workspace(ws, config, as_json, errors, workers)
             if chapter is not None:
                 from .export import export_pages
 

@@ -432,6 +432,11 @@ class Workspace:
             chroma = z["chroma"].astype(np.float32)
         return rows[0]["key"], chroma, rows[0]["weights"]
 
+    def panel_keys(self, page_id: str) -> dict[int, str]:
+        """{panel: key} of a page's stored panel chroma whose file is present (nothing is loaded)."""
+        rows = self._q("SELECT panel, key, file FROM panel_results WHERE page_id=?", (page_id,))
+        return {r["panel"]: r["key"] for r in rows if (self.root / r["file"]).exists()}
+
     def save_panel_result(self, page_id: str, panel: int, key: str, chroma: np.ndarray, weights: str):
         rel = Path("cache") / "panels" / f"{key}.npz"
         if not (self.root / rel).exists():
