@@ -156,23 +156,34 @@ def summary_line(report: dict, rejected: int = 0) -> str:
     )
 
 
-def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), workers: int = 1):
-    from .engine import available_cores
+def _pipeline(config):
     from .pipeline import Pipeline
 
     pipeline = Pipeline(config)
     if not pipeline.colorizer.trained:
         _err("warning: colorizer is an UNTRAINED network (no weights shipped): colours are not meaningful")
+    return pipeline
+
+
+def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), workers: int = 1, *, pipeline=None,
+                   engine=None, echo: bool = True):
+    """Run ``ws``; ``pipeline``/``engine`` are reused across chapters when given (default: built here)."""
+    from .engine import available_cores
+
+    pipeline = pipeline or _pipeline(config)
     cores = available_cores()
-    if workers > cores:
+    if engine is None and workers > cores:
         _err(f"warning: {workers} workers on {cores} CPU cores: they compete for the CPU (use --workers {cores})")
     progress = _Progress(len(ws.pages()))
     try:
-        summary = pipeline.run(ws, on_page=progress.page, on_prepared=progress.prepared, workers=workers)
+        summary = pipeline.run(ws, on_page=progress.page, on_prepared=progress.prepared, workers=workers,
+                               engine=engine)
     except WorkspaceError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         progress.close()
+    if not echo:
+        return summary
     report = summary.to_json()
     report["rejected_inputs"] = list(extra_errors)
     if as_json:
@@ -188,7 +199,7 @@ def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), worker
 
 
 @main.command()
-@click.argument("chapter", type=PathArg, required=False)
+@click.argument("chapters", metavar="[CHAPTER]...", nargs=-1, type=PathArg)
 @click.option("--out", type=PathArg, help="With CHAPTER: output folder (holds its workspace and the pages).")
 @workspace_option
 @click.option("--config", "config_path", type=PathArg, help="TOML config file (defaults: see manga_pipeline/config.py).")
@@ -196,15 +207,33 @@ def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), worker
 @click.option("--ltr", is_flag=True, help="Western reading order (left-to-right).")
 @click.option("--recolor-color-pages", is_flag=True, help="Also recolour pages that are already in colour.")
 @click.option("--weights", help="Colorizer weights tag (see `manga-color weights`).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes for detection and colouring (at most one per CPU core is useful).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Workers for detection and colouring: processes on this machine (default 1; at most one per CPU "
+                   "core is useful), or Ray actors with --engine ray (default: one per CPU of the cluster).")
+@click.option("--engine", "engine_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where pages are worked on: this machine, or a Ray cluster (pip install -e \".[ray]\").")
+@click.option("--address", metavar="HOST:PORT",
+              help="With --engine ray: a running Ray cluster (default: a Ray head of its own on 127.0.0.1).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0, 1), default=0.0,
+              help="With --engine ray: the GPU share each worker reserves (0.25: four workers per GPU).")
+@click.option("--bank", "bank_file", type=PathArg,
+              help="Character bank archive (from `character export`) imported first, replacing characters of the "
+                   "same name; with a series, into the series bank OUT/bank.")
 @json_option
-def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, workers, as_json):
+def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, workers, engine_kind, address,
+        gpus_per_worker, bank_file, as_json):
     """Detect, identify, colorize and compose every page. Resumable: finished work is never redone.
 
     Without CHAPTER, runs the workspace (-w). With CHAPTER (folder, ZIP or CBZ), keeps a workspace in
     OUT/workspace and writes the coloured pages to OUT/pages.
+
+    A series, several CHAPTERs or one folder holding only chapter folders and/or archives, is one job: one
+    workspace per chapter (OUT/chapters/NAME/workspace, pages in OUT/chapters/NAME/pages) and one character
+    bank for all, OUT/bank, copied into every chapter before it runs.
     """
+    from .cli_series import check_bank_file, import_bank_file, make_engine, run_series
+    from .series import SeriesError, find_chapters
+
     overrides = _parse_sets(sets)
     if ltr:
         overrides["detect.rtl"] = False
@@ -212,36 +241,63 @@ def run(chapter, out, ws_path, config_path, sets, ltr, recolor_color_pages, weig
         overrides["run.skip_color_pages"] = False
     if weights:
         overrides["colorize.weights"] = weights
-    if chapter is not None and out is None:
+    if chapters and out is None:
         raise click.UsageError("with CHAPTER, give --out OUT")
-    if chapter is None and out is not None:
+    if not chapters and out is not None:
         raise click.UsageError("--out goes with CHAPTER; to export a workspace use `manga-color export`")
+    if engine_kind != "ray" and (address is not None or gpus_per_worker):
+        raise click.UsageError("--address and --gpus-per-worker go with --engine ray")
+    check_bank_file(bank_file)
     try:
-        ws_root = out / "workspace" if chapter is not None else ws_path
+        series, skipped = find_chapters(chapters) if chapters else (None, [])
+    except SeriesError as exc:
+        raise click.ClickException(str(exc)) from None
+    if series is not None and not series:
+        raise click.ClickException(f"no chapter to colour ({'; '.join(skipped)})")
+    chapter = chapters[0] if chapters and series is None else None
+    code = 0
+    try:
+        ws_root = out / "workspace" if chapter is not None else out if series is not None else ws_path
         cfg_file = config_path or (ws_root / "config.toml" if (ws_root / "config.toml").exists() else None)
         config = load_config(cfg_file, overrides)
-        errors = []
-        if chapter is not None:
-            if not chapter.exists():
-                raise click.ClickException(f"{chapter}: no such file or folder")
-            ws = Workspace.create(ws_root, exist_ok=True)
-            _, errors = add_inputs(ws, [chapter])
-            for e in errors:
-                _err(f"skipped {e}")
+        if series is not None:
+            pipeline = _pipeline(config)
+            engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
+            try:
+                code = run_series(series, skipped, out, config, pipeline, engine, bank_file, as_json)
+            finally:
+                engine.close()
         else:
-            ws = _open_ws(ws_path)
-        with ws:
-            summary = _run_workspace(ws, config, as_json, errors, workers)
+            errors = []
             if chapter is not None:
-                from .export import export_pages
+                if not chapter.exists():
+                    raise click.ClickException(f"{chapter}: no such file or folder")
+                ws = Workspace.create(ws_root, exist_ok=True)
+                _, errors = add_inputs(ws, [chapter])
+                for e in errors:
+                    _err(f"skipped {e}")
+            else:
+                ws = _open_ws(ws_path)
+            with ws:
+                import_bank_file(ws, bank_file)
+                pipeline = _pipeline(config)
+                engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
+                try:
+                    summary = _run_workspace(ws, config, as_json, errors, workers or 1, pipeline=pipeline,
+                                             engine=engine)
+                finally:
+                    engine.close()
+                if chapter is not None:
+                    from .export import export_pages
 
-                export_pages(ws, out / "pages", fmt="png")
-                if not as_json:
-                    click.echo(f"pages written to {out / 'pages'}")
+                    export_pages(ws, out / "pages", fmt="png")
+                    if not as_json:
+                        click.echo(f"pages written to {out / 'pages'}")
+            code = EXIT_PARTIAL if summary.count("failed") or errors else 0
     except (ConfigError, WorkspaceError) as exc:
         raise click.ClickException(str(exc)) from None
-    if summary.count("failed") or errors:
-        sys.exit(EXIT_PARTIAL)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
