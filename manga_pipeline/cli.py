@@ -65,8 +65,13 @@ def init(directory: Path):
 
 
 def add_inputs(ws: Workspace, inputs) -> tuple[list[dict], list[str]]:
-    """Add every page found in ``inputs``; returns (added/known records, one error line per bad input)."""
+    """Add every page found in ``inputs``; returns (added/known records, one error line per bad input).
+
+    A page is stored once: an input whose bytes equal an earlier input of the same call gets a record with
+    ``duplicate_of`` (that input's name); one already in the workspace from an earlier call is ``new`` False.
+    """
     added, errors = [], []
+    first_name: dict[str, str] = {}
     for item in iter_inputs(inputs):
         if item.error:
             errors.append(item.error)
@@ -78,8 +83,16 @@ def add_inputs(ws: Workspace, inputs) -> tuple[list[dict], list[str]]:
             continue
         page, new = ws.add_page(item.data, item.name, img.width, img.height, img.is_color)
         added.append({"page_id": page.page_id, "position": page.position, "name": item.name, "new": new,
-                      "width": page.width, "height": page.height, "color": page.is_color})
+                      "width": page.width, "height": page.height, "color": page.is_color,
+                      "duplicate_of": first_name.get(page.page_id)})
+        first_name.setdefault(page.page_id, item.name)
     return added, errors
+
+
+def _echo_duplicates(added: list[dict]):
+    for a in added:
+        if a["duplicate_of"]:
+            _err(f"note {a['name']}: same image as {a['duplicate_of']}; kept once (page {a['position']})")
 
 
 @main.command()
@@ -92,11 +105,14 @@ def add(inputs, ws_path: Path, as_json: bool):
         added, errors = add_inputs(ws, inputs)
     for e in errors:
         _err(f"skipped {e}")
+    _echo_duplicates(added)
     if as_json:
         _echo_json({"added": added, "errors": errors})
     else:
         new = sum(a["new"] for a in added)
-        click.echo(f"added {new} page(s), {len(added) - new} already present, {len(errors)} rejected")
+        dups = sum(bool(a["duplicate_of"]) for a in added)
+        click.echo(f"added {new} page(s), {len(added) - new - dups} already present, {dups} duplicate(s), "
+                   f"{len(errors)} rejected")
     if errors:
         sys.exit(EXIT_PARTIAL)
 
@@ -272,10 +288,14 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
             if chapter is not None:
                 if not chapter.exists():
                     raise click.ClickException(f"{chapter}: no such file or folder")
+                if chapter.is_dir() and out.resolve().is_relative_to(chapter.resolve()):
+                    raise click.UsageError(f"--out {out} is inside CHAPTER {chapter}: the next run would take the "
+                                           "coloured pages for input; choose a folder outside it")
                 ws = Workspace.create(ws_root, exist_ok=True)
-                _, errors = add_inputs(ws, [chapter])
+                added, errors = add_inputs(ws, [chapter])
                 for e in errors:
                     _err(f"skipped {e}")
+                _echo_duplicates(added)
             else:
                 ws = _open_ws(ws_path)
             with ws:
@@ -393,24 +413,40 @@ def character_remove(name, ws_path):
 
 @main.command()
 @workspace_option
-@click.option("--out", type=PathArg, required=True, help="Folder (png/jpg/webp) or file (cbz) to write.")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "cbz"]), default=None,
-              help="Default: cbz when --out ends in .cbz, else png.")
+@click.option("--out", type=PathArg, required=True, help="Folder (png/jpg/webp) or file (cbz, pdf) to write.")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "cbz", "pdf"]), default=None,
+              help="Default: by --out's suffix (.cbz, .pdf), else png.")
+@click.option("--layer", is_flag=True,
+              help="Write the colour layers alone (RGBA png/webp: colour where the page has colour, transparent "
+                   "elsewhere) to put under your own line art in multiply mode.")
+@click.option("--dpi", type=click.FloatRange(1, 2400), default=300.0, show_default=True,
+              help="PDF page size: pixels / dpi inches (the pixels are kept as they are).")
 @json_option
-def export(ws_path, out, fmt, as_json):
-    """Export the coloured chapter as an image folder or a CBZ (with ComicInfo.xml); --json lists detections."""
-    from .export import export_cbz, export_pages, page_listing
+def export(ws_path, out, fmt, layer, dpi, as_json):
+    """Export the coloured chapter: an image folder, a CBZ (with ComicInfo.xml), a PDF, or with --layer the colour
+    layers alone; --json also lists panels and characters per page."""
+    from .export import export_cbz, export_layers, export_pages, export_pdf, page_listing
 
-    fmt = fmt or ("cbz" if out.suffix.lower() == ".cbz" else "png")
+    fmt = fmt or {".cbz": "cbz", ".pdf": "pdf"}.get(out.suffix.lower(), "png")
+    if layer and fmt not in ("png", "webp"):
+        raise click.UsageError(f"--layer writes RGBA images into a folder: use --format png or webp, not {fmt}")
     with _open_ws(ws_path) as ws:
-        written, missing = (export_cbz(ws, out) if fmt == "cbz" else export_pages(ws, out, fmt=fmt))
+        if layer:
+            written, missing = export_layers(ws, out, fmt=fmt)
+        elif fmt == "cbz":
+            written, missing = export_cbz(ws, out)
+        elif fmt == "pdf":
+            written, missing = export_pdf(ws, out, dpi=dpi)
+        else:
+            written, missing = export_pages(ws, out, fmt=fmt)
         listing = page_listing(ws) if as_json else None
     for m in missing:
         _err(f"not exported: {m}")
+    what = "colour layer(s)" if layer else "page(s)"
     if as_json:
         _echo_json({"out": str(out), "written": len(written), "missing": missing, "pages": listing})
     else:
-        click.echo(f"exported {len(written)} page(s) to {out}" + (f"; {len(missing)} not ready" if missing else ""))
+        click.echo(f"exported {len(written)} {what} to {out}" + (f"; {len(missing)} not ready" if missing else ""))
     if missing:
         sys.exit(EXIT_PARTIAL)
 

@@ -101,6 +101,7 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
         raise ImageError(f"{name}: file is {len(data) // 2**20} MB, more than the {MAX_FILE_BYTES // 2**20} MB limit")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the one line below says what matters
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _pil_open(io.BytesIO(data))
             w, h = img.size
@@ -114,7 +115,7 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (unrecognised format)") from None
+        raise ImageError(f"{name}: {_unidentified(data)}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{name}: image is too large (decompression bomb refused)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -124,6 +125,26 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
         raise ImageError(f"{name}: image is {rgb.shape[1]}x{rgb.shape[0]} pixels, too small to be a page")
     gray = rgb_to_gray(rgb)
     return LoadedImage(rgb=rgb, gray=gray, is_color=page_is_color(rgb))
+
+
+_SIGNATURES = (
+    (b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow could not tell what ``data`` is, in the user's terms."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "corrupt or truncated WebP file (its header cannot be read)"
+    for sig, fmt in _SIGNATURES:
+        if data.startswith(sig):
+            return f"corrupt or truncated {fmt} file (its header cannot be read)"
+    if data.startswith(b"%PDF"):
+        return "a PDF document, not an image (PDF input is not supported: export its pages as images first)"
+    if data.startswith(b"PK\x03\x04"):
+        return "a ZIP archive, not an image (name it .cbz or .zip to add the pages inside)"
+    return "not an image file (unrecognised format)"
 
 
 def load_image(path: Path) -> LoadedImage:
@@ -212,19 +233,31 @@ def _iter_archive(path: Path) -> list[InputItem]:
         members = [
             m for m in zf.infolist()
             if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") or part == "__MACOSX" for part in Path(m.filename).parts)
+            and not any((part.startswith(".") and part != "..") or part == "__MACOSX"
+                        for part in Path(m.filename).parts)
         ]
         if not members:
             return [InputItem(str(path), None, f"{path}: archive holds no images")]
         for m in sorted(members, key=lambda m: _natural_key(m.filename)):
             name = f"{path}!{m.filename}"
+            if ".." in m.filename.replace("\\", "/").split("/"):
+                items.append(InputItem(name, None, f"{name}: member path points outside the archive (..); "
+                                                   "not taken as a page"))
+                continue
             if m.file_size > MAX_FILE_BYTES:
                 items.append(InputItem(name, None, f"{name}: {m.file_size // 2**20} MB uncompressed, over the limit"))
                 continue
             try:
                 items.append(InputItem(name, zf.read(m)))
-            except (zipfile.BadZipFile, OSError, zlib_error()) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as exc:
                 items.append(InputItem(name, None, f"{name}: damaged archive member ({exc})"))
+            except NotImplementedError as exc:  # a compression method zipfile lacks (PPMd, AES, ...)
+                items.append(InputItem(name, None, f"{name}: cannot read archive member ({exc}); "
+                                                   "repack the archive with plain ZIP compression"))
+            except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
+                why = "it is encrypted (password-protected)" if "encrypted" in str(exc) else str(exc)
+                items.append(InputItem(name, None, f"{name}: cannot read archive member: {why}; "
+                                                   "extract it yourself and add the image"))
     return items
 
 
