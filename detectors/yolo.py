@@ -69,6 +69,12 @@ def available(tag: str | None = None) -> bool:
 
 def load_network(tag: str | None = None, device: str = "cpu"):
     """(network in eval mode, spec, payload) of the detector weights ``tag`` (sha256-verified)."""
+    spec, payload = load_payload(tag)
+    return build_network(payload, device), spec, payload
+
+
+def load_payload(tag: str | None = None):
+    """(spec, payload) of the detector weights ``tag`` (sha256-verified), without building the network."""
     import torch
 
     from weights import WeightsError, default_tag, get_spec, weights_path
@@ -78,8 +84,7 @@ def load_network(tag: str | None = None, device: str = "cpu"):
         raise WeightsError("no detector weights are shipped; train them with `manga-color train detector` "
                            "or use detect.backend=classical")
     path = weights_path(tag)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return build_network(payload, device), get_spec(tag), payload
+    return get_spec(tag), torch.load(path, map_location="cpu", weights_only=True)
 
 
 def build_network(payload: dict, device: str = "cpu"):
@@ -133,9 +138,17 @@ class YoloDetector:
 
     def __init__(self, config: YoloConfig = YoloConfig()):
         self.config = config
-        self.net, self.spec, payload = load_network(config.weights, config.device)
+        self.spec, self._payload = load_payload(config.weights)  # verified now; the network is built on first use
+        self._net = None
         self.name = f"yolo-{self.spec.short}+figmask"
-        self.imgsz = int(config.imgsz or payload.get("imgsz", 640))
+        self.imgsz = int(config.imgsz or self._payload.get("imgsz", 640))
+
+    @property
+    def net(self):
+        """The network, built on first use: a re-run whose detections are all cached never pays for it."""
+        if self._net is None:
+            self._net = build_network(self._payload, self.config.device)
+        return self._net
 
     def detect(self, page_id: str, gray: np.ndarray) -> PageDetections:
         """Detect on ``gray`` (``uint8 (H, W)``); boxes and polygons in page pixels of ``gray``."""

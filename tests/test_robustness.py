@@ -411,3 +411,13 @@ def test_a_chapter_run_killed_at_random_moments_ends_as_an_uninterrupted_one(tmp
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM pages").fetchone()[0] == 4
     assert not list(killed.rglob("*.part*"))
+
+
+def test_an_output_folder_inside_the_chapter_is_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "page_000.png").write_bytes(_encode(Image.fromarray(_art(40))))
+    before = _snapshot(src)
+    result = CliRunner().invoke(main, ["run", str(src), "--out", str(src / "coloured")], catch_exceptions=False)
+    assert result.exit_code == 2 and "is inside CHAPTER" in result.output
+    assert _snapshot(src) == before  # nothing was created in the user's folder
