@@ -555,7 +555,10 @@ class _run_lock:
         self.fd = None
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise WorkspaceError(f"{self.path}: cannot lock the workspace for a run ({exc.strerror})") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -571,7 +574,7 @@ class _run_lock:
 
 def _remove_stale_partial_files(ws: Workspace):
     """Temporary files of writes a killed run left behind (``.name.xxx.part.ext``, see fsutil.atomic_path)."""
-    for folder in (ws.root / "output", ws.root / "cache", ws.root / "logs"):
+    for folder in (ws.root / "output", ws.root / "cache", ws.root / "logs", ws.root / "originals"):
         if folder.is_dir():
             for path in folder.rglob(".*.part*"):
                 path.unlink(missing_ok=True)
