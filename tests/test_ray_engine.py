@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -109,18 +110,25 @@ def ray_head():
         pytest.fail("the Ray head did not start in 90 s")
     yield head, f"127.0.0.1:{port}"
     tree = _descendants(head.pid)
-    for pid in [head.pid, *tree]:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal([head.pid, *tree], signal.SIGKILL)  # a throw-away head: nothing in it needs a clean stop
+    head.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.1)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
     try:
-        head.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    for pid in [head.pid, *_descendants(head.pid), *tree]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pids, sig):
+    for pid in pids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
 
