@@ -279,10 +279,8 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
         if series is not None:
             pipeline = _pipeline(config)
             engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
-            try:
+            with engine:  # closed without waiting for the pages in flight when interrupted
                 code = run_series(series, skipped, out, config, pipeline, engine, bank_file, as_json)
-            finally:
-                engine.close()
         else:
             errors = []
             if chapter is not None:
@@ -302,11 +300,9 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
                 import_bank_file(ws, bank_file)
                 pipeline = _pipeline(config)
                 engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
-                try:
+                with engine:  # closed without waiting for the pages in flight when interrupted
                     summary = _run_workspace(ws, config, as_json, errors, workers or 1, pipeline=pipeline,
                                              engine=engine)
-                finally:
-                    engine.close()
                 if chapter is not None:
                     from .export import export_pages
 

@@ -143,8 +143,8 @@ class RayEngine:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(wait=exc_type is None)
 
     @property
     def workers(self) -> int:
@@ -225,7 +225,10 @@ class RayEngine:
                     f"a Ray worker on {node} cannot use {bad[0]}: keep the workspace (or --out) on storage that "
                     "every node mounts at the same path")
 
-    def close(self):
+    def close(self, wait: bool = True):
+        """Release the actors (and the head this engine started). The pages in flight are dropped either way
+        (``wait`` is accepted for the engine interface): their outputs are written atomically, so nothing is
+        half-written and the next run redoes them."""
         if self._ray is not None:
             for a in self._actors:
                 try:
