@@ -357,6 +357,7 @@ _WORKER_MODELS: Models | None = None
 
 def _worker_start(factory: ModelFactory, threads: int, parent_pid: int):
     global _WORKER_MODELS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the pool
     init_worker(threads, parent_pid)
     _WORKER_MODELS = factory()
 
@@ -383,8 +384,8 @@ class LocalEngine:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(wait=exc_type is None)
 
     @property
     def models(self) -> Models:
@@ -401,9 +402,14 @@ class LocalEngine:
             initializer=_worker_start, initargs=(self.factory, TASK_THREADS, os.getpid()),
         )
 
-    def close(self):
+    def close(self, wait: bool = True):
+        """Stop the pool. ``wait``: let the tasks in flight finish (False when the driver is being interrupted:
+        it exits at once and its workers die with it)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if not wait:  # Python's exit would still join the workers: end them now (their writes are atomic)
+                for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    proc.kill()
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
 
     def map(self, fn: Callable, tasks: Iterable) -> Iterator[tuple[object, object]]:

@@ -408,9 +408,12 @@ class Pipeline:
             engine = LocalEngine(self.model_factory(), workers, models=self.models) if own else engine
             try:
                 outcomes = self._run(ws, engine, pages, scene, on_page, on_prepared)
-            finally:
+            except BaseException:  # e.g. Ctrl-C: do not wait for the pages in flight
                 if own:
-                    engine.close()
+                    engine.close(wait=False)
+                raise
+            if own:
+                engine.close()
         summary = RunSummary(tuple(outcomes), self.colorizer.weights_id, self.colorizer.trained,
                              time.perf_counter() - t0, engine.workers)
         return summary
