@@ -167,7 +167,8 @@ def main():
         refs = [tmp / "synthetic" / "references" / f"{d.name}.png" for d in chapter.cast]
         out["synthetic"] = {"size": args.size, **chapter_figures("synthetic", tmp / "synthetic" / "pages",
                                                                  args.pages, refs, tmp, workers)}
-        out["synthetic"]["override_rerun"] = override_rerun(tmp / f"synthetic-ws{workers[-1]}", 3)
+        page = min(3, args.pages - 1)
+        out["synthetic"]["override_rerun"] = override_rerun(tmp / f"synthetic-ws{workers[-1]}", page)
         if REAL.is_dir() and not args.no_real:
             files = [p for folder in REAL_FOLDERS for p in sorted((REAL / folder).glob("*"))
                      if p.suffix.lower() in IMAGE_SUFFIXES][: args.pages]
