@@ -230,14 +230,12 @@ def _run_workspace(ws: Workspace, config, as_json: bool, extra_errors=(), worker
               help="Where pages are worked on: this machine, or a Ray cluster (pip install -e \".[ray]\").")
 @click.option("--address", metavar="HOST:PORT",
               help="With --engine ray: a running Ray cluster (default: a Ray head of its own on 127.0.0.1).")
-@click.option("--gpus-per-worker", type=click.FloatRange(0, 1), default=0.0,
-              help="With --engine ray: the GPU share each worker reserves (0.25: four workers per GPU).")
 @click.option("--bank", "bank_file", type=PathArg,
               help="Character bank archive (from `character export`) imported first, replacing characters of the "
                    "same name; with a series, into the series bank OUT/bank.")
 @json_option
 def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, weights, workers, engine_kind, address,
-        gpus_per_worker, bank_file, as_json):
+        bank_file, as_json):
     """Detect, identify, colorize and compose every page. Resumable: finished work is never redone.
 
     Without CHAPTER, runs the workspace (-w). With CHAPTER (folder, ZIP or CBZ), keeps a workspace in
@@ -261,8 +259,8 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
         raise click.UsageError("with CHAPTER, give --out OUT")
     if not chapters and out is not None:
         raise click.UsageError("--out goes with CHAPTER; to export a workspace use `manga-color export`")
-    if engine_kind != "ray" and (address is not None or gpus_per_worker):
-        raise click.UsageError("--address and --gpus-per-worker go with --engine ray")
+    if engine_kind != "ray" and address is not None:
+        raise click.UsageError("--address goes with --engine ray")
     check_bank_file(bank_file)
     try:
         series, skipped = find_chapters(chapters) if chapters else (None, [])
@@ -278,7 +276,7 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
         config = load_config(cfg_file, overrides)
         if series is not None:
             pipeline = _pipeline(config)
-            engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
+            engine = make_engine(engine_kind, pipeline, workers, address)
             with engine:  # closed without waiting for the pages in flight when interrupted
                 code = run_series(series, skipped, out, config, pipeline, engine, bank_file, as_json)
         else:
@@ -299,7 +297,7 @@ def run(chapters, out, ws_path, config_path, sets, ltr, recolor_color_pages, wei
             with ws:
                 import_bank_file(ws, bank_file)
                 pipeline = _pipeline(config)
-                engine = make_engine(engine_kind, pipeline, workers, address, gpus_per_worker)
+                engine = make_engine(engine_kind, pipeline, workers, address)
                 with engine:  # closed without waiting for the pages in flight when interrupted
                     summary = _run_workspace(ws, config, as_json, errors, workers or 1, pipeline=pipeline,
                                              engine=engine)

@@ -13,7 +13,7 @@ from .series import BANK_DIR, ChapterInput
 from .workspace import Workspace, WorkspaceError
 
 
-def make_engine(kind: str, pipeline, workers: int | None, address: str | None, gpus_per_worker: float):
+def make_engine(kind: str, pipeline, workers: int | None, address: str | None):
     """The engine for a run (started, so a missing Ray or an unreachable cluster fails before any work)."""
     from .engine import LocalEngine, available_cores
 
@@ -24,7 +24,7 @@ def make_engine(kind: str, pipeline, workers: int | None, address: str | None, g
         return LocalEngine(pipeline.model_factory(), workers or 1, models=pipeline.models)
     from .engine_ray import RayEngine, RayEngineError
 
-    engine = RayEngine(pipeline.model_factory(), address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+    engine = RayEngine(pipeline.model_factory(), address=address, workers=workers)
     try:
         engine.start()
     except RayEngineError as exc:

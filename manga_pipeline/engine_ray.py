@@ -119,21 +119,17 @@ class RayEngine:
 
     address: a running cluster (``ray start --head`` ...); None starts a local head (127.0.0.1) with
     ``local_cpus`` CPUs (default: this machine's cores). workers: actors, each reserving one CPU (default: one
-    per CPU of the cluster); gpus_per_worker: GPU share each actor reserves (e.g. 0.25: four actors per GPU;
-    Ray hides the GPUs from an actor that reserves none). ``start()`` connects and starts the actors; ``map``
-    does it when not done yet.
+    per CPU of the cluster). The networks run on the CPU (no stage selects a GPU yet), so actors reserve no
+    GPU. ``start()`` connects and starts the actors; ``map`` does it when not done yet.
     """
 
     def __init__(self, factory: ModelFactory, *, address: str | None = None, workers: int | None = None,
-                 gpus_per_worker: float = 0.0, local_cpus: int | None = None):
+                 local_cpus: int | None = None):
         if workers is not None and int(workers) < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        if gpus_per_worker < 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {gpus_per_worker}")
         self.factory = factory
         self.address = address
         self.requested_workers = workers
-        self.gpus_per_worker = float(gpus_per_worker)
         self.local_cpus = local_cpus
         self._ray = None
         self._actors: list = []
@@ -188,21 +184,16 @@ class RayEngine:
     def _start_actors(self):
         ray = self._ray
         res = ray.cluster_resources()
-        cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+        cpus = float(res.get("CPU", 0))
         fit = int(cpus)
-        if self.gpus_per_worker > 0:
-            if gpus < self.gpus_per_worker:
-                raise RayEngineError(f"--gpus-per-worker {self.gpus_per_worker:g}: the Ray cluster has "
-                                     f"{gpus:g} GPU(s)")
-            fit = min(fit, int(gpus // self.gpus_per_worker + 1e-9))
         if fit < 1:
             raise RayEngineError(f"the Ray cluster has {cpus:g} CPU(s): a worker needs one")
         n = self.requested_workers or fit
         if n > fit:
-            raise RayEngineError(f"--workers {n}: the Ray cluster has room for {fit} (CPU {cpus:g}, GPU {gpus:g}; "
-                                 f"a worker takes 1 CPU and {self.gpus_per_worker:g} GPU)")
+            raise RayEngineError(f"--workers {n}: the Ray cluster has {cpus:g} CPUs, room for {fit} workers "
+                                 "(one CPU each)")
         actor_cls = ray.remote(PageWorker).options(
-            num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=-1, max_task_retries=RETRIES)
+            num_cpus=1, num_gpus=0, max_restarts=-1, max_task_retries=RETRIES)
         self._actors = [actor_cls.remote(self.factory) for _ in range(n)]
         try:  # the constructors load the models: a failure there is the run's, not a page's
             ray.get([a.pid.remote() for a in self._actors])
