@@ -9,7 +9,8 @@ Failures: an actor that dies (killed, out of memory, its node lost) is restarted
 are sent again (``max_task_retries``); a page that kills its worker ``RETRIES + 1`` times in a row is reported
 failed, and the run goes on. Outputs are written atomically to a path fixed by the page, so a retried page
 leaves one output file, never two or half of one. A driver killed mid-run takes a head it started down with it
-(Ray's fate sharing) and resumes, like a local run, from what the workspace holds.
+(its workers at once; Ray's two agent processes notice within a minute and exit) and resumes, like a local run,
+from what the workspace holds; on a cluster (``address``) Ray ends a dead driver's actors.
 
 Network: without ``address`` the engine starts a head of its own bound to 127.0.0.1, without dashboard and with
 usage statistics off. Ray 2.60's usage-statistics module still asks cloud metadata endpoints (169.254.169.254,
@@ -35,14 +36,6 @@ DEPTH = 2    # pages queued per actor: the next page is already there when one f
 
 class RayEngineError(RuntimeError):
     """Ray is missing, the cluster cannot be reached, or it cannot run the pages; the message says what to do."""
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _import_ray(local_head: bool):
@@ -72,6 +65,9 @@ def _http_to_closed_loopback_port():
                       no_proxy="127.0.0.1,localhost,::1", NO_PROXY="127.0.0.1,localhost,::1")
     try:
         yield blocker
+    except BaseException:
+        blocker.close()
+        raise
     finally:
         for k, v in saved.items():
             if v is None:
