@@ -54,6 +54,9 @@ def eval_colorize(inputs, references, style, blend, sets, limit, sheet, as_json)
                f"colorizer {report['colorizer']}")
     click.echo(f"  CIEDE2000 {report['de2000']:.2f} vs gray {report['de2000_gray']:.2f} "
                f"(ratio {report['de2000_ratio']:.3f}); |Δa*b*| {report['dab']:.2f} vs {report['dab_gray']:.2f}")
+    if "de2000_bodies" in report:
+        click.echo(f"  inside the annotated characters: CIEDE2000 {report['de2000_bodies']:.2f} vs gray "
+                   f"{report['de2000_bodies_gray']:.2f} (ratio {report['de2000_bodies_ratio']:.3f})")
     click.echo(f"  PSNR {report['psnr']:.2f} vs {report['psnr_gray']:.2f}; SSIM {report['ssim']:.3f} vs "
                f"{report['ssim_gray']:.3f}; colourfulness {report['colourfulness_ratio']:.2f} of the truth")
     for name, s in sorted(report["consistency"].items()):

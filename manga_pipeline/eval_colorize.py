@@ -37,6 +37,7 @@ class Case:
     name: str
     bw: np.ndarray
     truth: np.ndarray
+    bodies: tuple = ()  # annotated character boxes (page px): the colour inside them is scored apart
 
 
 def _screentone(gray: np.ndarray, seed: int) -> np.ndarray:
@@ -78,7 +79,8 @@ def load_cases(inputs: Sequence[Path], style: str, limit: int | None = None) -> 
                 else:  # the shared annotation format: the image is a colour page
                     truth = load_image(path.parent / p["image"]).rgb
                     bw = to_bw(truth, style, seed=len(cases))
-                cases.append(Case(p["image"], bw, truth))
+                bodies = tuple(tuple(int(v) for v in b["box"]) for b in p.get("bodies", ()))
+                cases.append(Case(p["image"], bw, truth, bodies))
         else:
             for item in iter_inputs([path]):
                 if item.error:
@@ -112,10 +114,15 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(out))
 
 
-def score(out: np.ndarray, truth: np.ndarray) -> dict:
+def score(out: np.ndarray, truth: np.ndarray, bodies=()) -> dict:
     lab_o, lab_t = rgb_to_lab(out), rgb_to_lab(truth)
+    de = delta_e2000(lab_o, lab_t)
+    inside = np.zeros(de.shape, bool)
+    for x0, y0, x1, y1 in bodies:
+        inside[max(0, y0):y1, max(0, x0):x1] = True
     return {
-        "de2000": float(delta_e2000(lab_o, lab_t).mean()),
+        "de2000": float(de.mean()),
+        **({"de2000_bodies": float(de[inside].mean())} if inside.any() else {}),
         "dab": float(np.hypot(*(lab_o[..., 1:] - lab_t[..., 1:]).transpose(2, 0, 1)).mean()),
         "psnr": _psnr(out, truth),
         "ssim": _ssim(out, truth),
@@ -167,7 +174,7 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
                 pid = by_name[f"{i:04d}.png"]
                 out = load_image(ws.output_path(ws.page(pid))).rgb
                 gray_rgb = np.repeat(case.bw[..., None], 3, axis=2)
-                ours, base = score(out, case.truth), score(gray_rgb, case.truth)
+                ours, base = score(out, case.truth, case.bodies), score(gray_rgb, case.truth, case.bodies)
                 truth_cf = colourfulness(case.truth)
                 per_page.append({"image": case.name, "ours": {k: _r(v) for k, v in ours.items()},
                                  "gray": {k: _r(v) for k, v in base.items()}, "truth_colourfulness": _r(truth_cf)})
@@ -192,6 +199,11 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
     overall = {f"{k}": _r(mean("ours", k)) for k in keys}
     overall.update({f"{k}_gray": _r(mean("gray", k)) for k in keys})
     overall["de2000_ratio"] = _r(overall["de2000"] / max(overall["de2000_gray"], 1e-9))
+    with_bodies = [p for p in per_page if "de2000_bodies" in p["ours"]]
+    if with_bodies:  # the per-character target: inside the annotated characters only
+        overall["de2000_bodies"] = _r(np.mean([p["ours"]["de2000_bodies"] for p in with_bodies]))
+        overall["de2000_bodies_gray"] = _r(np.mean([p["gray"]["de2000_bodies"] for p in with_bodies]))
+        overall["de2000_bodies_ratio"] = _r(overall["de2000_bodies"] / max(overall["de2000_bodies_gray"], 1e-9))
     overall["colourfulness_ratio"] = _r(overall["colourfulness"] / max(np.mean([p["truth_colourfulness"]
                                                                                 for p in per_page]), 1e-9))
     spread = {}

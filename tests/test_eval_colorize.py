@@ -34,6 +34,8 @@ def test_with_the_cast_references_the_pages_get_colour_and_a_contact_sheet(chapt
         assert key in rep and f"{key}_gray" in rep
     assert rep["colourfulness"] > rep["colourfulness_gray"] + 1.0  # visibly more colourful than the B/W page
     assert rep["de2000_ratio"] == pytest.approx(rep["de2000"] / rep["de2000_gray"], abs=2e-3)
+    # the annotated characters are scored apart (the per-character reference target), and colour lands there
+    assert rep["de2000_bodies_gray"] > 0 and rep["de2000_bodies"] != rep["de2000_bodies_gray"]
     with Image.open(sheet) as im:  # one row per page: B/W | ours | truth
         assert im.height == 2 * (480 + 8) and im.width > 3 * 300
 
