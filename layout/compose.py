@@ -43,11 +43,14 @@ class ComposedPage:
     separately; ``compose_lab(L, chroma)`` gives back ``rgb``.
     L: float32 (H, W), the output's L*: the page's own (blend "luminance"), or lowered on paper that must hold
     the colour (blend "flat", see :func:`manga_pipeline.colorspace.flat_lightness`).
+    flat: bool (H, W) where paper was allowed to take colour (blend "flat" with ``flat_areas``), else None
+    (everywhere with "flat", nowhere with "luminance").
     """
 
     rgb: np.ndarray
     chroma: np.ndarray
     L: np.ndarray
+    flat: np.ndarray | None = None
 
     def __post_init__(self):
         if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
@@ -110,7 +113,7 @@ def _check_inputs(gray, panels, colorized, page_pass):
 def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[ColorizedPanel], *,
                  texts: Sequence[TextRegion] = (), page_pass: ColorizedPanel | None = None,
                  feather: int = 6, radius: int = 0, snap: float | None = None, blend: str = "luminance",
-                 max_darken: float = FLAT_MAX_DARKEN) -> ComposedPage:
+                 max_darken: float = FLAT_MAX_DARKEN, flat_areas=None) -> ComposedPage:
     """Stitch per-panel chroma into the full-resolution page.
 
     gray: uint8 (H, W), the page. panels: the page's panels (polygons in page px, may bleed past the page).
@@ -123,6 +126,10 @@ def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[
     every pixel's L* (within 1), so paper stays white and only gray pixels take colour; "flat" lays the colour
     under the ink like a colourist's flats: paper inside coloured areas takes the colour (its L* lowered by at
     most ``max_darken``), while ink, screentone dots, text regions and uncoloured pixels keep their L*.
+    flat_areas: with "flat", where paper may take colour: ((x0, y0, x1, y1) page px, bool mask of that box or
+    None for the whole box), e.g. the named characters' figures and the surroundings of hint points; elsewhere
+    the luminance rule holds (gutters, margins and backgrounds coloured from a scene reference stay paper-white).
+    None: the whole page.
 
     Raises ValueError for a gray page of the wrong type, a colorized panel with no matching panel, a panel
     colorized twice, two page passes, or a negative feather.
@@ -142,9 +149,32 @@ def compose_page(gray: np.ndarray, panels: Sequence[Panel], colorized: Sequence[
         return ComposedPage(rgb=np.repeat(gray[..., None], 3, axis=2), chroma=np.zeros((H, W, 2), np.float32), L=L)
     chroma = guided_upsample(low, L, radius=radius, snap=snap)
     _clear_texts(chroma, texts, feather)
+    where = None
     if blend == "flat":
-        L = flat_lightness(L, chroma, max_darken)
-    return ComposedPage(rgb=compose_lab(L, chroma), chroma=chroma, L=L)
+        where = None if flat_areas is None else _area_mask((H, W), flat_areas)
+        if where is None:
+            L = flat_lightness(L, chroma, max_darken)
+        elif where.any():
+            L = np.where(where, flat_lightness(L, chroma, max_darken), L).astype(np.float32)
+    return ComposedPage(rgb=compose_lab(L, chroma), chroma=chroma, L=L, flat=where)
+
+
+def _area_mask(shape, areas) -> np.ndarray:
+    """bool (H, W): the union of (box, mask-or-None) areas, clipped to the page."""
+    H, W = shape
+    out = np.zeros((H, W), bool)
+    for box, mask in areas:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue
+        if mask is None:
+            out[cy0:cy1, cx0:cx1] = True
+        else:
+            if mask.shape != (y1 - y0, x1 - x0):
+                raise ValueError(f"flat area mask {mask.shape} does not match its box {box}")
+            out[cy0:cy1, cx0:cx1] |= mask[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    return out
 
 
 def _blend_on_grid(layers, has_page_pass: bool, page_size, feather) -> np.ndarray | None:

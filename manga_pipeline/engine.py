@@ -274,7 +274,8 @@ def render_page(models: Models, task: RenderTask) -> RenderedPage:
             ran.append(f"panel {job.panel}")
         colorized.append(ColorizedPanel(task.page_id, job.panel, job.box, chroma, weights))
     if task.compose:
-        composed = compose_colorized(gray, task.ident, colorized, task.settings)
+        hint_points = [(hx + job.box[0], hy + job.box[1]) for job in task.jobs for hx, hy, _ in job.hints]
+        composed = compose_colorized(gray, task.ident, colorized, task.settings, hint_points)
         write_png(task.output, composed.rgb)
         ran.append("compose")
     return RenderedPage(task.page_id, task.output if task.compose else None, tuple(new), tuple(ran))

@@ -171,13 +171,16 @@ def colour_layer(ws: Workspace, page) -> np.ndarray:
         got = ws.panel_result(page.page_id, order)
         if x1 > x0 and y1 > y0 and got is not None:
             colorized.append(ColorizedPanel(page.page_id, order, (x0, y0, x1, y1), got[1], got[2]))
-    composed = compose_colorized(gray, ident, colorized, config)
+    hint_points = [(h.x, h.y) for h in ws.overrides(page.page_id).hints]
+    composed = compose_colorized(gray, ident, colorized, config, hint_points)
     with Image.open(res["output"]) as im:
         stored = np.asarray(im.convert("RGB"))
     if stored.shape != composed.rgb.shape or not np.array_equal(stored, composed.rgb):
         raise ImageError(f"{name}: its cached colours no longer make its output (settings or overrides changed "
                          "since the last run); run `manga-color run` again, then export")
     chroma = composed.chroma
+    if composed.flat is not None:  # the flats: colour only where the page's paper took it
+        chroma = chroma * composed.flat[..., None]
     paper = flat_lightness(np.full(gray.shape, 100.0, np.float32), chroma, config.colorize.max_darken)
     rgb = compose_lab(paper, chroma)
     lo, hi = LAYER_ALPHA_CHROMA

@@ -38,7 +38,7 @@ from .imageio import ImageError, decode_image
 from .records import Page, PageDetections, PageOutcome
 from .workspace import BankEntry, Workspace, WorkspaceError, cache_key, detections_from_json, detections_to_json
 
-COMPOSE_VERSION = 1
+COMPOSE_VERSION = 2  # 2: the flat blend colours paper only on named characters and around hints
 
 
 class PipelineError(RuntimeError):
@@ -593,12 +593,26 @@ def compose_key(panel_keys: list[str], ident: PageDetections, config: PipelineCo
                      cc.blend, cc.max_darken)
 
 
-def compose_colorized(gray: np.ndarray, ident: PageDetections, colorized: list, config: PipelineConfig):
-    """Compose a page from its ColorizedPanel list (panel -1 = the page pass) -> layout ComposedPage."""
+def compose_colorized(gray: np.ndarray, ident: PageDetections, colorized: list, config: PipelineConfig,
+                      hint_points=()):
+    """Compose a page from its ColorizedPanel list (panel -1 = the page pass) -> layout ComposedPage.
+
+    With the flat blend, paper takes colour on the named characters' figures and within HINT_FLAT_RADIUS of
+    each hint point ``(x, y)`` (page px): where a reference or a user put the colour. Elsewhere (backgrounds
+    coloured from a scene reference, gutters, margins) paper stays white.
+    """
     from layout.compose import compose_page
 
     cc = config.colorize
     panels = [c for c in colorized if c.panel >= 0]
     page_pass = next((c for c in colorized if c.panel == -1), None)
+    areas = [(c.box, c.mask) for c in ident.characters if c.identity]
+    r = max(4, int(round(HINT_FLAT_RADIUS * max(ident.width, ident.height))))
+    for x, y in sorted(set((int(x), int(y)) for x, y in hint_points)):
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        areas.append(((x - r, y - r, x + r + 1, y + r + 1), xx ** 2 + yy ** 2 <= r * r))
     return compose_page(gray, ident.panels_in_order(), panels, texts=ident.texts, page_pass=page_pass,
-                        blend=cc.blend, max_darken=cc.max_darken)
+                        blend=cc.blend, max_darken=cc.max_darken, flat_areas=areas)
+
+
+HINT_FLAT_RADIUS = 0.02  # of the page's long side: the paper around a hint point that takes its colour

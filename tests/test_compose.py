@@ -440,3 +440,20 @@ def test_flat_blend_colours_paper_but_keeps_ink_text_and_uncoloured_pixels():
     assert np.abs(lab_of(same.rgb)[..., 0] - L0).max() <= 1.0
     with pytest.raises(ValueError, match="blend"):
         compose_page(gray, [panel], [], blend="multiply")
+
+
+def test_flat_blend_colours_paper_only_inside_the_given_areas():
+    gray = np.full((100, 100), 255, np.uint8)
+    panel = Panel.from_box((0, 0, 100, 100), 0)
+    figure = np.zeros((40, 40), bool)
+    figure[10:30, 10:30] = True  # a figure inside its box (page px 20..60): only the square's paper takes colour
+    out = compose_page(gray, [panel], [flat(panel.box, 0, (10.0, 20.0))], feather=0, blend="flat",
+                       flat_areas=[((20, 20, 60, 60), figure), ((80, 80, 110, 110), None)])
+    darker = gray_to_L(gray) - out.L > 1.0
+    want = np.zeros((100, 100), bool)
+    want[30:50, 30:50] = True
+    want[80:, 80:] = True  # a maskless area is its whole box, clipped to the page
+    assert np.array_equal(darker, want)
+    with pytest.raises(ValueError, match="mask"):
+        compose_page(gray, [panel], [flat(panel.box, 0, (10.0, 20.0))], blend="flat",
+                     flat_areas=[((0, 0, 10, 10), np.ones((5, 5), bool))])
