@@ -61,6 +61,7 @@ def eval_colorize(inputs, references, style, blend, sets, limit, sheet, as_json)
                f"{report['ssim_gray']:.3f}; colourfulness {report['colourfulness_ratio']:.2f} of the truth")
     for name, s in sorted(report["consistency"].items()):
         click.echo(f"  {name}: colour spread over {s['pages']} pages: max {s['max_de2000']:.2f}, "
-                   f"mean {s['mean_de2000']:.2f} CIEDE2000")
+                   f"mean {s['mean_de2000']:.2f} CIEDE2000 (true colours in the same boxes: max "
+                   f"{s['truth_max_de2000']:.2f}, mean {s['truth_mean_de2000']:.2f})")
     if sheet:
         click.echo(f"  contact sheet: {sheet}")

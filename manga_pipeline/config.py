@@ -38,6 +38,8 @@ class ColorizeConfig:
     # flats; "luminance": every pixel keeps its L*, so white paper stays white (see layout.compose)
     blend: str = "flat"
     max_darken: float = 30.0    # with "flat": how far (L* units) paper may darken to hold its colour
+    # snap each named character's colours to its reference palette: the same colours on every page
+    palette_anchor: bool = True
 
     def __post_init__(self):
         if self.blend not in ("flat", "luminance"):
@@ -73,7 +75,7 @@ def _valid_keys(cls, prefix="") -> list[str]:
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
-    if isinstance(current, bool) or key.endswith(("rtl", "page_pass", "skip_color_pages")):
+    if isinstance(current, bool) or key.endswith(("rtl", "page_pass", "skip_color_pages", "palette_anchor")):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):

@@ -266,7 +266,8 @@ def render_page(models: Models, task: RenderTask) -> RenderedPage:
         else:
             x0, y0, x1, y1 = job.box
             chroma = models.colorizer.colorize_panel(
-                gray[y0:y1, x0:x1], regions=job.regions, scene=job.scene, hints=job.hints)
+                gray[y0:y1, x0:x1], regions=job.regions, scene=job.scene, hints=job.hints,
+                anchor=task.settings.colorize.palette_anchor)
             # the cache stores float16: compose from exactly what a resumed run will read back
             chroma = np.asarray(chroma, np.float32).astype(np.float16).astype(np.float32)
             weights = models.colorizer.weights_id

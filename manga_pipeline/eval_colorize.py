@@ -8,7 +8,9 @@ next to the gray baseline (the B/W input itself as output): mean CIEDE2000, mean
 colourfulness relative to the truth. RESEARCH.md: only the figures *relative to gray* say anything.
 
 Consistency: for every named character, the mean colour of its coloured pixels inside its boxes on each page;
-the spread is the largest CIEDE2000 of a page's mean from the character's chapter mean.
+the spread is the largest CIEDE2000 of a page's mean from the character's chapter mean. The same statistic on
+the true colour pages in the same boxes says how much of it framing alone explains (a face on one page, a full
+figure on another).
 """
 from __future__ import annotations
 
@@ -178,17 +180,20 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
                 truth_cf = colourfulness(case.truth)
                 per_page.append({"image": case.name, "ours": {k: _r(v) for k, v in ours.items()},
                                  "gray": {k: _r(v) for k, v in base.items()}, "truth_colourfulness": _r(truth_cf)})
-                lab = rgb_to_lab(out)
+                lab, lab_true = rgb_to_lab(out), rgb_to_lab(case.truth)
                 pixels: dict[str, list[np.ndarray]] = {}
                 for c in listing[pid]["characters"]:
                     if c["identity"]:
                         x0, y0, x1, y1 = c["box"]
                         sub = lab[y0:y1, x0:x1].reshape(-1, 3)
-                        pixels.setdefault(c["identity"], []).append(sub[np.hypot(sub[:, 1], sub[:, 2]) > 5])
-                for who, parts in pixels.items():  # one mean colour per character and page
-                    sub = np.concatenate(parts)
-                    if len(sub) >= 50:
-                        colours.setdefault(who, []).append(sub.mean(0))
+                        true = lab_true[y0:y1, x0:x1].reshape(-1, 3)
+                        pixels.setdefault(c["identity"], []).append((sub[np.hypot(sub[:, 1], sub[:, 2]) > 5],
+                                                                     true[np.hypot(true[:, 1], true[:, 2]) > 5]))
+                for who, parts in pixels.items():  # one mean colour per character and page, ours and the truth's
+                    sub = np.concatenate([a for a, _ in parts])
+                    true = np.concatenate([b for _, b in parts])
+                    if len(sub) >= 50 and len(true) >= 50:
+                        colours.setdefault(who, []).append((sub.mean(0), true.mean(0)))
                 rows.append((case.bw, out, case.truth))
             trained = pipeline.colorizer.trained
             weights = pipeline.colorizer.weights_id
@@ -207,12 +212,18 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
     overall["colourfulness_ratio"] = _r(overall["colourfulness"] / max(np.mean([p["truth_colourfulness"]
                                                                                 for p in per_page]), 1e-9))
     spread = {}
-    for name, means in colours.items():
-        if len(means) < 2:
-            continue
+
+    def _spread(means):
         m = np.mean(means, 0)
-        de = delta_e2000(np.array(means, np.float32)[None], np.broadcast_to(m, (1, len(means), 3)).astype(np.float32))
-        spread[name] = {"pages": len(means), "max_de2000": _r(de.max()), "mean_de2000": _r(de.mean())}
+        return delta_e2000(np.array(means, np.float32)[None], np.broadcast_to(m, (1, len(means), 3)).astype(np.float32))
+
+    for name, pairs in colours.items():
+        if len(pairs) < 2:
+            continue
+        de, de_true = _spread([a for a, _ in pairs]), _spread([b for _, b in pairs])
+        # the truth's own spread in the same boxes: what framing alone (a face here, a full body there) gives
+        spread[name] = {"pages": len(pairs), "max_de2000": _r(de.max()), "mean_de2000": _r(de.mean()),
+                        "truth_max_de2000": _r(de_true.max()), "truth_mean_de2000": _r(de_true.mean())}
     return {"pages": len(per_page), "references": sorted(references), "colorizer": weights,
             "colorizer_trained": trained, "settings": overrides, **overall, "consistency": spread,
             "per_page": per_page}

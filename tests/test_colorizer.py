@@ -201,3 +201,33 @@ def test_reference_from_drawing_feeds_the_net():
     m = np.ones((64, 48), bool)
     out = col.colorize_panel(_panel(), regions=[(m, ref)])
     assert np.isfinite(out).all()
+
+
+def test_palette_anchoring_gives_a_region_exactly_its_palette_colours():
+    from colorizer.infer import anchor_to_palette
+    from colorizer.reference import extract_reference
+
+    ref_img = np.zeros((64, 64, 3), np.uint8)
+    ref_img[:32] = (230, 190, 160)  # skin, light
+    ref_img[32:] = (40, 70, 160)    # a dark blue coat
+    ref = extract_reference(ref_img)
+    pal = ref.palette[ref.weights > 0]
+    rng = np.random.default_rng(0)
+    ab = rng.normal(0, 20, (40, 40, 2)).astype(np.float32)
+    ab[..., :] += np.array([8.0, 15.0], np.float32)
+    L = np.full((40, 40), 100.0, np.float32)  # white paper
+    L[:, 20:] = 35.0                          # a dark tone
+    mask = np.zeros((40, 40), bool)
+    mask[5:35, 5:35] = True
+    ab[5, 5] = (1.0, 1.0)  # left uncoloured by the network: stays uncoloured
+    out = anchor_to_palette(ab, L, [mask], [ref])
+    inside = mask & (np.hypot(ab[..., 0], ab[..., 1]) > 3.0)  # what the network coloured
+    # every coloured pixel of the region now carries one of the palette's a*b* exactly
+    dist = np.hypot(out[inside][:, None, 0] - pal[None, :, 1], out[inside][:, None, 1] - pal[None, :, 2]).min(1)
+    assert dist.max() < 1e-4
+    # paper takes the light palette colour, the dark tone the dark one
+    light, dark = pal[pal[:, 0].argmax()], pal[pal[:, 0].argmin()]
+    ab[10, 10], ab[10, 30] = (8.0, 15.0), (10.0, -10.0)
+    out = anchor_to_palette(ab, L, [mask], [ref])
+    assert np.allclose(out[10, 10], light[1:]) and np.allclose(out[10, 30], dark[1:])
+    assert np.array_equal(out[~inside], ab[~inside]) and not inside[5, 5]
