@@ -435,7 +435,10 @@ def test_rerun_recolours_the_changed_panel_and_run_and_export_replay_it(env):
 
 def test_a_page_that_fails_to_rerun_reports_why(env):
     page = env["pages"][1]
-    page.source.write_bytes(b"garbage")  # the workspace copy got damaged
+    # a hint makes the page's colours stale, so the re-run must read the page again ...
+    x, y = _inner_point(_detail(env["client"], page.page_id)["panel_list"][0])
+    env["client"].post(f"/api/pages/{page.page_id}/hints", json={"x": x, "y": y, "color": "#ff2000"}, headers=AUTH)
+    page.source.write_bytes(b"garbage")  # ... and the workspace copy got damaged
     r = env["client"].post(f"/api/pages/{page.page_id}/rerun", json={}, headers=AUTH)
     job = env["runner"].wait(r.get_json()["id"])
     assert job.state == "failed" and ("corrupt" in job.error or "not an image" in job.error), job.to_json()
