@@ -18,6 +18,7 @@ from .imageio import ImageError, decode_image, write_image
 from .workspace import Workspace
 
 PDF_DPI = 300  # a 1400x2000 page prints at 4.7x6.7 in, about a tankobon; the pixels are kept whatever the dpi
+PAPER_GRAY = 250  # page gray at and above which a pixel is paper
 LAYER_ALPHA_CHROMA = (1.0, 5.0)  # chroma (a*b* units) at which a layer pixel starts to show / is fully opaque
 
 
@@ -179,8 +180,8 @@ def colour_layer(ws: Workspace, page) -> np.ndarray:
         raise ImageError(f"{name}: its cached colours no longer make its output (settings or overrides changed "
                          "since the last run); run `manga-color run` again, then export")
     chroma = composed.chroma
-    if composed.flat is not None:  # the flats: colour only where the page's paper took it
-        chroma = chroma * composed.flat[..., None]
+    if composed.flat is not None:  # paper outside the flats stayed white on the page: no colour there either
+        chroma = chroma * (composed.flat | (gray < PAPER_GRAY))[..., None]
     paper = flat_lightness(np.full(gray.shape, 100.0, np.float32), chroma, config.colorize.max_darken)
     rgb = compose_lab(paper, chroma)
     lo, hi = LAYER_ALPHA_CHROMA

@@ -266,7 +266,7 @@ class FlatColorizer:
     weights_id = "flat-test"
     trained = False
 
-    def colorize_panel(self, gray, regions=(), scene=None, hints=()):
+    def colorize_panel(self, gray, regions=(), scene=None, hints=(), anchor=False):
         return np.zeros((*gray.shape, 2), np.float32)
 
 
