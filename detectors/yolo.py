@@ -140,7 +140,7 @@ class YoloDetector:
         self.config = config
         self.spec, self._payload = load_payload(config.weights)  # verified now; the network is built on first use
         self._net = None
-        self.name = f"yolo-{self.spec.short}+figmask"
+        self.name = f"yolo-{self.spec.short}+figmask3"
         self.imgsz = int(config.imgsz or self._payload.get("imgsz", 640))
 
     @property
@@ -225,10 +225,12 @@ class YoloDetector:
                 continue
             if not any(_inside_share(fb, b) > 0.5 for b, _ in boxes):
                 boxes.append((fb, float(f[4]) * 0.9))
+        panel_box = {p.order: p.box for p in panels}
         out = []
         for b, s in boxes:
-            out.append(CharacterInstance(b, score=float(np.clip(s, 0, 1)), panel=_panel_of(b, panels),
-                                         mask=figure_mask(gray, b)))
+            order = _panel_of(b, panels)
+            out.append(CharacterInstance(b, score=float(np.clip(s, 0, 1)), panel=order,
+                                         mask=figure_mask(gray, b, clip=panel_box.get(order))))
         return tuple(out)
 
 

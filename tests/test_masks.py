@@ -37,3 +37,16 @@ def test_a_figure_cut_by_the_box_edge_but_closed_beyond_it_keeps_its_inside():
 def test_no_outline_means_no_mask():
     g = np.full((100, 100), 255, np.uint8)
     assert figure_mask(g, (10, 10, 90, 90)) is None
+
+
+def test_a_panel_border_does_not_close_the_background_into_the_figure():
+    g = np.full((200, 200), 255, np.uint8)
+    cv2.rectangle(g, (20, 20), (180, 180), 0, 3)  # the panel's border
+    cv2.ellipse(g, (100, 110), (30, 50), 0, 0, 360, 0, 2)
+    cv2.line(g, (130, 110), (180, 110), 0, 2)  # an arm and a leg reaching the border: with it they close
+    cv2.line(g, (100, 160), (100, 180), 0, 2)  # a pocket of background (right of the leg, under the arm)
+    box = (60, 50, 182, 182)  # the box reaches over the border line
+    pocket = (170 - 50, 150 - 60)  # (row, col) in the box
+    assert figure_mask(g, box)[pocket]  # without the panel, the border makes the pocket part of the figure
+    m = figure_mask(g, box, clip=(22, 22, 178, 178))  # the panel's inside
+    assert not m[pocket] and m[110 - 50, 100 - 60] and m.shape == (132, 122)
