@@ -22,9 +22,12 @@ from .imageio import ImageError
               help="Compositing blend (default: the config's colorize.blend).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one config key.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N pages.")
+@click.option("--annotated-names", is_flag=True,
+              help="Name the annotated bodies (JSON inputs) as a user would in review, to measure the colorizer "
+                   "apart from detection and identification.")
 @click.option("--sheet", type=PathArg, default=None, help="Write a contact sheet PNG (B/W | ours | truth).")
 @json_option
-def eval_colorize(inputs, references, style, blend, sets, limit, sheet, as_json):
+def eval_colorize(inputs, references, style, blend, sets, limit, annotated_names, sheet, as_json):
     """Colour INPUTS (colour images, folders, or a synthetic ground_truth.json) from B/W and score them:
     mean CIEDE2000, |Δa*b*|, PSNR, SSIM and colourfulness against the truth, the same for the gray output, and
     the per-character colour spread across pages."""
@@ -44,14 +47,16 @@ def eval_colorize(inputs, references, style, blend, sets, limit, sheet, as_json)
             refs = {}
         elif references:
             refs = parse_references(references)
-        report = evaluate(cases, refs, overrides=overrides, sheet=sheet)
+        if annotated_names and not any(c.names for c in cases):
+            raise EvalError("--annotated-names needs a JSON input whose bodies carry names")
+        report = evaluate(cases, refs, overrides=overrides, sheet=sheet, annotated_names=annotated_names)
     except (EvalError, ImageError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         _echo_json(report)
         return
     click.echo(f"{report['pages']} page(s), references: {', '.join(report['references']) or 'none'}; "
-               f"colorizer {report['colorizer']}")
+               f"characters {report['names']}; colorizer {report['colorizer']}")
     click.echo(f"  CIEDE2000 {report['de2000']:.2f} vs gray {report['de2000_gray']:.2f} "
                f"(ratio {report['de2000_ratio']:.3f}); |Δa*b*| {report['dab']:.2f} vs {report['dab_gray']:.2f}")
     if "de2000_bodies" in report:

@@ -38,8 +38,9 @@ class ColorizeConfig:
     # flats; "luminance": every pixel keeps its L*, so white paper stays white (see layout.compose)
     blend: str = "flat"
     max_darken: float = 30.0    # with "flat": how far (L* units) paper may darken to hold its colour
-    # snap each named character's colours to its reference palette: the same colours on every page
-    palette_anchor: bool = True
+    # snap each named character's colours to its reference palette: the same colours on every page; off by
+    # default because on real art it made colours worse (BENCHMARKS.md: Pepper&Carrot 1.37x gray vs 1.25x)
+    palette_anchor: bool = False
 
     def __post_init__(self):
         if self.blend not in ("flat", "luminance"):

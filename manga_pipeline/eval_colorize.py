@@ -40,6 +40,7 @@ class Case:
     bw: np.ndarray
     truth: np.ndarray
     bodies: tuple = ()  # annotated character boxes (page px): the colour inside them is scored apart
+    names: tuple = ()   # the annotated name of each body ("" where the annotation has none)
 
 
 def _screentone(gray: np.ndarray, seed: int) -> np.ndarray:
@@ -82,7 +83,8 @@ def load_cases(inputs: Sequence[Path], style: str, limit: int | None = None) -> 
                     truth = load_image(path.parent / p["image"]).rgb
                     bw = to_bw(truth, style, seed=len(cases))
                 bodies = tuple(tuple(int(v) for v in b["box"]) for b in p.get("bodies", ()))
-                cases.append(Case(p["image"], bw, truth, bodies))
+                names = tuple(str(b.get("character") or "") for b in p.get("bodies", ()))
+                cases.append(Case(p["image"], bw, truth, bodies, names))
         else:
             for item in iter_inputs([path]):
                 if item.error:
@@ -136,8 +138,12 @@ def _r(v: float, k: int = 3) -> float:
     return round(float(v), k)
 
 
-def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet: Path | None = None) -> dict:
-    """Run the pipeline over ``cases`` with ``references`` (NAME -> colour image) and score it."""
+def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet: Path | None = None,
+             annotated_names: bool = False) -> dict:
+    """Run the pipeline over ``cases`` with ``references`` (NAME -> colour image) and score it.
+
+    annotated_names: name every annotated body whose name has a reference, as a user would in review (identity
+    overrides), so the colorizer is measured apart from detection and identification."""
     from .bank import build_character
     from .pipeline import Pipeline
     from .config import load_config
@@ -164,6 +170,14 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
             added, errors = add_inputs(ws, inputs)
             if errors:
                 raise EvalError("; ".join(errors))
+            if annotated_names:
+                from .records import IdentityOverride
+
+                for i, case in enumerate(cases):
+                    rec = next(r for r in added if Path(r["name"]).name == f"{i:04d}.png")
+                    for box, name in zip(case.bodies, case.names):
+                        if name in references:
+                            ws.add_override(IdentityOverride(rec["page_id"], box, name))
             pipeline = Pipeline(config)
             summary = pipeline.run(ws)
             failed = [o.reason for o in summary.outcomes if o.status == "failed"]
@@ -225,6 +239,7 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
         spread[name] = {"pages": len(pairs), "max_de2000": _r(de.max()), "mean_de2000": _r(de.mean()),
                         "truth_max_de2000": _r(de_true.max()), "truth_mean_de2000": _r(de_true.mean())}
     return {"pages": len(per_page), "references": sorted(references), "colorizer": weights,
+            "names": "annotated (identity overrides)" if annotated_names else "identified by the pipeline",
             "colorizer_trained": trained, "settings": overrides, **overall, "consistency": spread,
             "per_page": per_page}
 

@@ -172,7 +172,13 @@ def colour_layer(ws: Workspace, page) -> np.ndarray:
         got = ws.panel_result(page.page_id, order)
         if x1 > x0 and y1 > y0 and got is not None:
             colorized.append(ColorizedPanel(page.page_id, order, (x0, y0, x1, y1), got[1], got[2]))
-    hint_points = [(h.x, h.y) for h in ws.overrides(page.page_id).hints]
+    # the hints a run used: those inside a panel, or anywhere when the page pass ran (see Pipeline.panel_jobs)
+    from shapely.geometry import Point
+
+    panels = ident.panels_in_order()
+    hint_points = [(h.x, h.y) for h in ws.overrides(page.page_id).hints
+                   if config.colorize.page_pass or not panels
+                   or any(p.polygon.buffer(0.5).contains(Point(h.x, h.y)) for p in panels)]
     composed = compose_colorized(gray, ident, colorized, config, hint_points)
     with Image.open(res["output"]) as im:
         stored = np.asarray(im.convert("RGB"))

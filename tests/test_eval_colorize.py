@@ -54,3 +54,13 @@ def test_colour_images_are_turned_bw_and_bad_arguments_are_one_line(tmp_path):
     assert rep["pages"] == 1 and rep["per_page"][0]["truth_colourfulness"] > 50
     r = CliRunner().invoke(main, ["eval", "colorize", str(tmp_path / "red.png"), "--references", "Nana"])
     assert r.exit_code == 1 and "NAME=IMAGE" in r.output and "Traceback" not in r.output
+
+
+def test_annotated_names_measure_the_colorizer_apart_from_identification(chapter):
+    auto = _eval(chapter)
+    named = _eval(chapter, "--annotated-names")
+    assert named["names"].startswith("annotated") and auto["names"].startswith("identified")
+    # every annotated body is named now: each character is measured on at least as many pages
+    for name, s in auto["consistency"].items():
+        assert named["consistency"][name]["pages"] >= s["pages"]
+    assert sum(s["pages"] for s in named["consistency"].values()) > 0
