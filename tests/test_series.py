@@ -3,7 +3,6 @@ one character bank for all of them."""
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
