@@ -58,6 +58,18 @@ def to_bw(rgb: np.ndarray, style: str, seed: int = 0) -> np.ndarray:
     raise EvalError(f"unknown B/W style {style!r}: use gray or screentone")
 
 
+def _json_case(path: Path, p: dict, style: str, seed: int) -> Case:
+    if "color_image" in p:  # a synthetic chapter: the B/W page as drawn, and its colours
+        truth = load_image(path.parent / p["color_image"]).rgb
+        bw = load_image(path.parent / p["image"]).gray
+    else:  # the shared annotation format: the image is a colour page
+        truth = load_image(path.parent / p["image"]).rgb
+        bw = to_bw(truth, style, seed=seed)
+    bodies = tuple(tuple(int(v) for v in b["box"]) for b in p.get("bodies", ()))
+    names = tuple(str(b.get("character") or "") for b in p.get("bodies", ()))
+    return Case(p["image"], bw, truth, bodies, names)
+
+
 def load_cases(inputs: Sequence[Path], style: str, limit: int | None = None) -> tuple[list[Case], dict]:
     """Cases from colour images / folders, or from one synthetic ``ground_truth.json``; plus the references
     that file names (NAME -> image path), empty for plain images."""
@@ -76,15 +88,12 @@ def load_cases(inputs: Sequence[Path], style: str, limit: int | None = None) -> 
                 if c.get("reference"):
                     refs[c["name"]] = path.parent / c["reference"]
             for p in pages:
-                if "color_image" in p:  # a synthetic chapter: the B/W page as drawn, and its colours
-                    truth = load_image(path.parent / p["color_image"]).rgb
-                    bw = load_image(path.parent / p["image"]).gray
-                else:  # the shared annotation format: the image is a colour page
-                    truth = load_image(path.parent / p["image"]).rgb
-                    bw = to_bw(truth, style, seed=len(cases))
-                bodies = tuple(tuple(int(v) for v in b["box"]) for b in p.get("bodies", ()))
-                names = tuple(str(b.get("character") or "") for b in p.get("bodies", ()))
-                cases.append(Case(p["image"], bw, truth, bodies, names))
+                try:
+                    cases.append(_json_case(path, p, style, len(cases)))
+                except ImageError:
+                    raise
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise EvalError(f"{path}: a page entry is not in the annotation format ({exc!r})") from None
         else:
             for item in iter_inputs([path]):
                 if item.error:
