@@ -5,18 +5,10 @@ import json
 import zipfile
 
 import pytest
-from click.testing import CliRunner
 
-from manga_pipeline.cli import main
 from manga_pipeline.synthetic import generate_chapter, write_chapter
 from manga_pipeline.workspace import Workspace
-
-
-def invoke(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.clihelp import invoke
 
 
 @pytest.fixture(scope="module")

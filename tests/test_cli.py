@@ -13,21 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from manga_pipeline.cli import main
 from manga_pipeline.colorspace import gray_to_L, rgb_to_lab
 from manga_pipeline.synthetic import generate_chapter, write_chapter
+from tests.clihelp import invoke, read_rgb
 
 SIZE = (600, 850)
-
-
-def invoke(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +27,6 @@ def chapter_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("chapter")
     write_chapter(generate_chapter(3, seed=7, size=SIZE), root)
     return root
-
-
-def _read(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def test_demo_writes_a_coloured_chapter(tmp_path):
@@ -50,7 +37,7 @@ def test_demo_writes_a_coloured_chapter(tmp_path):
     truth = json.loads((out / "chapter" / "ground_truth.json").read_text())["pages"][0]
     bw = np.asarray(Image.open(out / "chapter" / truth["image"]).convert("L"))
     balloons = np.asarray(Image.open(out / "chapter" / truth["balloon_mask"])) > 0
-    lab = rgb_to_lab(_read(pages[0]))
+    lab = rgb_to_lab(read_rgb(pages[0]))
     L0 = gray_to_L(bw)
     chroma = np.hypot(lab[..., 1], lab[..., 2])
     # ink (lines, screentone dots, lettering) keeps its lightness; paper only ever darkens, and boundedly
@@ -150,7 +137,7 @@ def test_rerun_redoes_nothing_and_override_redoes_only_its_page(ran_ws, chapter_
 
 def test_hint_override_changes_colour_near_the_point(ran_ws):
     status = json.loads(invoke("status", "-w", ran_ws, "--json").stdout)
-    before = _read(status[0]["output"]).copy()
+    before = read_rgb(status[0]["output"]).copy()
     listing = json.loads(invoke("export", "-w", ran_ws, "--out", ran_ws / "x", "--json").stdout)
     panel = listing["pages"][0]["panels"][0]
     x0, y0, x1, y1 = panel["box"]
@@ -164,7 +151,7 @@ def test_hint_override_changes_colour_near_the_point(ran_ws):
     x, y = int(x0 + 8 + xs[k]), int(y0 + 8 + ys[k])
     invoke("override", "hint", 0, x, y, "#20c040", "-w", ran_ws)
     invoke("run", "-w", ran_ws)
-    after = _read(status[0]["output"])
+    after = read_rgb(status[0]["output"])
     win = (slice(max(0, y - 6), y + 6), slice(max(0, x - 6), x + 6))
     lab_b, lab_a = rgb_to_lab(np.ascontiguousarray(before[win])), rgb_to_lab(np.ascontiguousarray(after[win]))
     assert np.abs(lab_a[..., 1:] - lab_b[..., 1:]).mean() > 1.0
@@ -201,7 +188,7 @@ def test_colorize_one_off_pages_with_references(tmp_path, chapter_dir):
     assert [Path(p["output"]).name for p in report["pages"]] == ["page_000.png", "page_001.png"]
     for p in report["pages"]:
         bw = np.asarray(Image.open(p["input"]).convert("L"))
-        lab = rgb_to_lab(_read(p["output"]))
+        lab = rgb_to_lab(read_rgb(p["output"]))
         L0 = gray_to_L(bw)
         # lines keep their lightness; paper only darkens (flat colour on the named characters), boundedly
         assert np.abs(lab[..., 0] - L0)[L0 < 40].max() <= 1.0
@@ -243,5 +230,5 @@ def test_killed_run_resumes_without_redoing_finished_pages(tmp_path):
     killed_out = sorted((tmp_path / "killed" / "output").glob("*.png"))
     assert [p.name for p in clean_out] == [p.name for p in killed_out]
     for a, b in zip(clean_out, killed_out):
-        assert np.array_equal(_read(a), _read(b)), a.name
+        assert np.array_equal(read_rgb(a), read_rgb(b)), a.name
     assert not list((tmp_path / "killed").rglob("*.part*"))

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from detectors.embedding import Embedder, EmbedderConfig, build_embedder, prepare_crop
 from detectors.identify import Identifier, IdentifierConfig, average_linkage
-from manga_pipeline.cli import main
 from manga_pipeline.records import CharacterInstance, PageDetections, Panel
 from manga_pipeline.synthetic import generate_chapter, write_chapter
+from tests.clihelp import invoke
 
 TINY = EmbedderConfig(size=32, widths=(4, 8, 8), dim=8)
 PID = "ab" * 32
@@ -189,13 +188,6 @@ def test_shipped_identifier_names_a_synthetic_chapter_and_leaves_strangers_unkno
 # --- the command line ------------------------------------------------------------------------------------------
 
 
-def invoke(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
 def test_eval_identify_json_has_the_headline_keys(chapter):
     out = json.loads(invoke("eval", "identify", chapter / "ground_truth.json", "--bank", "references", "--json").stdout)
     for key in ("accuracy", "false_assignment_rate", "known_accuracy", "unknown_accuracy", "cluster_purity",
@@ -266,7 +258,7 @@ class FlatColorizer:
     weights_id = "flat-test"
     trained = False
 
-    def colorize_panel(self, gray, regions=(), scene=None, hints=(), anchor=False):
+    def colorize_panel(self, gray, regions=(), scene=None, hints=(), anchor=False, anchor_l_weight=1.5):
         return np.zeros((*gray.shape, 2), np.float32)
 
 

@@ -17,20 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from PIL import Image
-
-from manga_pipeline.cli import main
 from manga_pipeline.synthetic import generate_series, write_series
+from tests.clihelp import invoke, read_pngs
 
 PAGES = 3  # per chapter
-
-
-def invoke(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def test_engine_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
@@ -156,14 +146,6 @@ def _done(db: Path) -> int:
             return 0
 
 
-def _pages(folder: Path) -> list[np.ndarray]:
-    out = []
-    for p in sorted(folder.glob("*.png")):
-        with Image.open(p) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return out
-
-
 @needs_ray
 def test_series_on_ray_survives_a_killed_worker_and_a_killed_driver(tmp_path, ray_head, series):
     head, address = ray_head
@@ -206,7 +188,7 @@ def test_series_on_ray_survives_a_killed_worker_and_a_killed_driver(tmp_path, ra
     assert report["cached"] >= PAGES + done_at_kill["driver"]
 
     for ch in ("ch01", "ch02"):
-        got, want = _pages(out / "chapters" / ch / "pages"), _pages(root / "local" / "chapters" / ch / "pages")
+        got, want = read_pngs(out / "chapters" / ch / "pages"), read_pngs(root / "local" / "chapters" / ch / "pages")
         assert len(got) == len(want) == PAGES  # none lost, none twice
         for k, (a, b) in enumerate(zip(got, want)):
             assert np.array_equal(a, b), f"{ch} page {k} differs from the local run"

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from manga_pipeline.cli import main
 from manga_pipeline.series import SeriesError, find_chapters
 from manga_pipeline.synthetic import generate_series, write_series
 from manga_pipeline.workspace import Workspace
-
-
-def invoke(*args, ok=True):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.clihelp import invoke, read_pngs
 
 
 def _png(path: Path):
@@ -70,14 +62,6 @@ def _identities(ws: Path) -> list[list[tuple]]:
     return [sorted((tuple(c["box"]), c["identity"]) for c in p["characters"]) for p in listing]
 
 
-def _pixels(folder: Path) -> list[np.ndarray]:
-    out = []
-    for p in sorted(folder.glob("*.png")):
-        with Image.open(p) as im:
-            out.append(np.asarray(im.convert("RGB")))
-    return out
-
-
 def test_series_run_shares_one_bank_and_matches_single_chapter_runs(tmp_path, series_dir):
     root, series = series_dir
     r = invoke("run", series, "--out", tmp_path / "out", "--bank", root / "bank.zip", "--json")
@@ -100,7 +84,7 @@ def test_series_run_shares_one_bank_and_matches_single_chapter_runs(tmp_path, se
         single = tmp_path / f"single-{ch}"
         invoke("run", source, "--out", single, "--bank", root / "bank.zip")
         assert _identities(ws) == _identities(single / "workspace")
-        got, want = _pixels(out / "chapters" / ch / "pages"), _pixels(single / "pages")
+        got, want = read_pngs(out / "chapters" / ch / "pages"), read_pngs(single / "pages")
         assert len(got) == len(want) == 2
         assert all(np.array_equal(a, b) for a, b in zip(got, want))
         named |= {name for page in _identities(ws) for _, name in page if name}
