@@ -22,7 +22,8 @@ HINT_L_SIGMA = 12.0
 # the nearest colour of that character's reference palette, so the same character gets the same colours on
 # every page. "Nearest" weighs a*b* distance plus ANCHOR_L_WEIGHT x the lightness gap between the palette colour
 # and the B/W pixel (averaged over the working pixel, which descreens tones): white paper prefers light colours
-# (skin, pale hair), tones mid and dark ones. Chosen on the tuning chapter (synthetic seed 905001) over 0.5/1.5/3.
+# (skin, pale hair), tones mid and dark ones. Chosen on the tuning chapter (synthetic seed 905001) over 0.5/1.5/3
+# (config colorize.anchor_l_weight; BENCHMARKS.md has the commands).
 ANCHOR_L_WEIGHT = 1.5
 ANCHOR_MIN_CHROMA = 3.0  # below this the network left a pixel uncoloured: anchoring leaves it so
 
@@ -80,12 +81,12 @@ class Colorizer:
     def colorize_panel(self, gray: np.ndarray, *, regions: Sequence[tuple[np.ndarray, ReferenceFeatures]] = (),
                        scene: ReferenceFeatures | None = None,
                        hints: Sequence[tuple[int, int, tuple[int, int, int]]] = (),
-                       anchor: bool = False) -> np.ndarray:
+                       anchor: bool = False, anchor_l_weight: float = ANCHOR_L_WEIGHT) -> np.ndarray:
         """a*b* float32 (h', w', 2) for a uint8 (h, w) panel crop, at working resolution (long side cfg.size).
 
         regions: (bool mask (h, w) in crop pixels, that character's reference); hints: (x, y, RGB) in crop pixels.
         anchor: snap the colours inside each region to its reference palette (see ``anchor_to_palette``); hints
-        are applied after it and still win locally.
+        are applied after it and still win locally. anchor_l_weight: see ``ANCHOR_L_WEIGHT``.
         """
         gray = np.asarray(gray)
         if gray.dtype != np.uint8 or gray.ndim != 2 or min(gray.shape) < 1:
@@ -111,14 +112,14 @@ class Colorizer:
         inp = pad_to_multiple(build_inputs(small, region_masks=masks, region_refs=refs, scene=scene, hints=pts))
         ab = self.model(*collate([inp]))[0, :, :hh, :ww].permute(1, 2, 0).numpy().astype(np.float32)
         if anchor and masks:
-            ab = anchor_to_palette(ab, gray_to_L(small), masks, refs)
+            ab = anchor_to_palette(ab, gray_to_L(small), masks, refs, l_weight=anchor_l_weight)
         if pts:
             ab = _blend_hints(ab, gray_to_L(small), pts)
         return np.ascontiguousarray(ab, dtype=np.float32)
 
 
 def anchor_to_palette(ab: np.ndarray, L: np.ndarray, masks: Sequence[np.ndarray],
-                      refs: Sequence[ReferenceFeatures]) -> np.ndarray:
+                      refs: Sequence[ReferenceFeatures], *, l_weight: float = ANCHOR_L_WEIGHT) -> np.ndarray:
     """Snap the coloured pixels of each region to its palette: ab float32 (h, w, 2), L float32 (h, w) the B/W
     L* at the same resolution, masks bool (h, w) per region (a smaller region overlapping a bigger one wins, as
     in the network's region map). Returns a new array."""
@@ -131,7 +132,7 @@ def anchor_to_palette(ab: np.ndarray, L: np.ndarray, masks: Sequence[np.ndarray]
             continue
         a, L_pix = ab[sel], L[sel]
         cost = np.hypot(a[:, None, 0] - pal[None, :, 1], a[:, None, 1] - pal[None, :, 2]) \
-            + ANCHOR_L_WEIGHT * np.abs(L_pix[:, None] - pal[None, :, 0])
+            + l_weight * np.abs(L_pix[:, None] - pal[None, :, 0])
         out[sel] = pal[cost.argmin(1)][:, 1:]
     return out
 

@@ -41,10 +41,13 @@ class ColorizeConfig:
     # snap each named character's colours to its reference palette: the same colours on every page; off by
     # default because on real art it made colours worse (BENCHMARKS.md: Pepper&Carrot 1.37x gray vs 1.25x)
     palette_anchor: bool = False
+    anchor_l_weight: float = 1.5  # with palette_anchor: weight of the lightness gap against the a*b* distance
 
     def __post_init__(self):
         if self.blend not in ("flat", "luminance"):
             raise ConfigError(f"colorize.blend must be 'flat' or 'luminance', got {self.blend!r}")
+        if self.anchor_l_weight < 0:
+            raise ConfigError(f"colorize.anchor_l_weight must be >= 0, got {self.anchor_l_weight}")
         if not 0.0 <= self.max_darken <= 100.0:
             raise ConfigError(f"colorize.max_darken must be within 0..100 (L* units), got {self.max_darken}")
 

@@ -267,7 +267,8 @@ def render_page(models: Models, task: RenderTask) -> RenderedPage:
             x0, y0, x1, y1 = job.box
             chroma = models.colorizer.colorize_panel(
                 gray[y0:y1, x0:x1], regions=job.regions, scene=job.scene, hints=job.hints,
-                anchor=task.settings.colorize.palette_anchor)
+                anchor=task.settings.colorize.palette_anchor,
+                anchor_l_weight=task.settings.colorize.anchor_l_weight)
             # the cache stores float16: compose from exactly what a resumed run will read back
             chroma = np.asarray(chroma, np.float32).astype(np.float16).astype(np.float32)
             weights = models.colorizer.weights_id

@@ -179,24 +179,23 @@ def evaluate(cases: Sequence[Case], references: dict, *, overrides: dict, sheet:
             added, errors = add_inputs(ws, inputs)
             if errors:
                 raise EvalError("; ".join(errors))
+            by_name = {Path(rec["name"]).name: rec["page_id"] for rec in added}
+            page_ids = [by_name[p.name] for p in inputs]
             if annotated_names:
                 from .records import IdentityOverride
 
-                for i, case in enumerate(cases):
-                    rec = next(r for r in added if Path(r["name"]).name == f"{i:04d}.png")
+                for pid, case in zip(page_ids, cases):
                     for box, name in zip(case.bodies, case.names):
                         if name in references:
-                            ws.add_override(IdentityOverride(rec["page_id"], box, name))
+                            ws.add_override(IdentityOverride(pid, box, name))
             pipeline = Pipeline(config)
             summary = pipeline.run(ws)
             failed = [o.reason for o in summary.outcomes if o.status == "failed"]
             if failed:
                 raise EvalError(f"{len(failed)} page(s) failed: {failed[0]}")
             listing = {row["page_id"]: row for row in page_listing(ws)}
-            by_name = {Path(rec["name"]).name: rec["page_id"] for rec in added}
             colours: dict[str, list[np.ndarray]] = {}
-            for i, case in enumerate(cases):
-                pid = by_name[f"{i:04d}.png"]
+            for pid, case in zip(page_ids, cases):
                 out = load_image(ws.output_path(ws.page(pid))).rgb
                 gray_rgb = np.repeat(case.bw[..., None], 3, axis=2)
                 ours, base = score(out, case.truth, case.bodies), score(gray_rgb, case.truth, case.bodies)

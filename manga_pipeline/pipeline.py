@@ -289,7 +289,7 @@ class Pipeline:
             key = cache_key(
                 "panel", det.page_id, order, [list(map(float, xy)) for xy in polygon.exterior.coords],
                 self.colorizer.weights_id, region_key, scene_name and bank_fp[scene_name], hints,
-                self.config.colorize.palette_anchor,
+                self.config.colorize.palette_anchor and self.config.colorize.anchor_l_weight,
             )
             jobs.append(PanelJob(order, (x0, y0, x1, y1), tuple(regions), scene, hints, key))
         return jobs

@@ -62,7 +62,7 @@ class DyingColorizer:
     def __init__(self, driver_pid: int):
         self.driver_pid = driver_pid
 
-    def colorize_panel(self, gray, regions=(), scene=None, hints=(), anchor=False):
+    def colorize_panel(self, gray, regions=(), scene=None, hints=(), anchor=False, anchor_l_weight=1.5):
         if gray.max() < 10 and os.getpid() != self.driver_pid:
             os._exit(9)
         return np.zeros((*gray.shape, 2), np.float32)
