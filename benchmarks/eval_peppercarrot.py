@@ -3,6 +3,7 @@
     python benchmarks/eval_peppercarrot.py                       # the defaults
     python benchmarks/eval_peppercarrot.py --set colorize.palette_anchor=true
     python benchmarks/eval_peppercarrot.py --identified          # let the pipeline name the characters itself
+    python benchmarks/eval_peppercarrot.py --pages episode-05    # only the pages no colorizer trained on
 
 Pepper's and Carrot's colour references are cut from ``episode-01_page01`` at their first annotated boxes in
 ``../shared/data/annotations/peppercarrot_dev_characters.json``; every other annotated page showing one of them is
@@ -10,6 +11,12 @@ turned gray and coloured. By default the annotated bodies are named as a user wo
 (``manga-color eval colorize --annotated-names``), which measures the colorizer apart from identification.
 Prints the `eval colorize` report (add ``--json`` for all figures). Needs ../shared/data; nothing is written
 outside a temporary folder.
+
+Training overlap: ``colorizer.synthetic-v1`` trained on crops of all these pages (as scene crops, without
+character references); ``colorizer.prior-v3`` trained on the annotated characters of episodes 1 and 4 (references
+from their other pages) and kept episode 5 out of every source (``colorizer.data.PC_VAL_EPISODES``,
+``--real-exclude peppercarrot/episode-05``). ``--pages episode-05`` scores only the three episode-5 pages, never
+seen by prior-v3 (v1 saw them, which can only favour v1).
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--identified", action="store_true", help="No --annotated-names: the pipeline names them.")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--pages", action="append", default=[], metavar="PREFIX",
+                    help="Score only the pages whose image name starts with PREFIX (repeatable), e.g. episode-05.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     ann = args.data / "annotations" / "peppercarrot_dev_characters.json"
@@ -40,7 +49,10 @@ def main(argv=None) -> None:
     root = ann.parent
     ref_page = next(p for p in data["pages"] if p["image"].endswith(REFERENCE_PAGE))
     pages = [dict(p, image=str((root / p["image"]).resolve())) for p in data["pages"]
-             if p is not ref_page and any(b["character"] in NAMES for b in p["bodies"])]
+             if p is not ref_page and any(b["character"] in NAMES for b in p["bodies"])
+             and (not args.pages or any(Path(p["image"]).name.startswith(x) for x in args.pages))]
+    if not pages:
+        sys.exit(f"no annotated page showing {' or '.join(NAMES)} matches --pages {' '.join(args.pages)}")
 
     from click.testing import CliRunner
 

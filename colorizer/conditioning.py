@@ -11,10 +11,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from colorizer.reference import VECTOR_DIM, ReferenceFeatures
+from colorizer.reference import L_BINS, VECTOR_DIM, ReferenceFeatures
 from manga_pipeline.colorspace import gray_to_L
 
 HINT_RADIUS = 1  # a hint is a (2r+1)^2 square at working resolution
+# The lightness prior reads a pixel's *local* lightness: the working-resolution gray is already area-averaged
+# (screentone dots become their mean tone); this blur evens out what is left of a coarse tone.
+PRIOR_BLUR_SIGMA = 0.8
+PRIOR_CHANNELS = 3
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class NetInputs:
     region_ids: np.ndarray  # int64 (h, w): 0 scene, r in 1..R character region r
     refs: np.ndarray  # float32 (R+1, D)
     has_ref: np.ndarray  # float32 (R+1,)
+    prior: np.ndarray  # float32 (3, h, w): lightness-prior a*/100, b*/100, confidence (see ``lightness_prior``)
 
 
 def working_shape(h: int, w: int, size: int) -> tuple[int, int]:
@@ -92,7 +97,60 @@ def build_inputs_from_ids(gray: np.ndarray, region_ids: np.ndarray, region_refs:
         if ref is not None:
             refs[i] = ref.vector()
             has[i] = 1.0
-    return NetInputs(L, paint_hints(gray.shape, hints), region_ids.astype(np.int64), refs, has)
+    prior = lightness_prior(gray, region_ids, [scene, *region_refs])
+    return NetInputs(L, paint_hints(gray.shape, hints), region_ids.astype(np.int64), refs, has, prior)
+
+
+def local_lightness(gray: np.ndarray) -> np.ndarray:
+    """float32 (h, w) L* of a working-resolution uint8 gray, lightly blurred (see ``PRIOR_BLUR_SIGMA``)."""
+    return cv2.GaussianBlur(gray_to_L(gray), (0, 0), PRIOR_BLUR_SIGMA)
+
+
+def _bin_centres() -> np.ndarray:
+    return (np.arange(L_BINS, dtype=np.float32) + 0.5) * (100.0 / L_BINS)
+
+
+def table_lookup(table: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """float32 (..., 3) = (a*, b*, confidence) of a (L_BINS, 3) lightness table at L* values ``L`` (any shape).
+
+    a*, b*: linear between bin centres; an empty bin takes the line between its nearest populated bins, and
+    beyond the first / last populated bin the nearest one holds. confidence: the bin fractions interpolated the
+    same way but with empty bins left at 0, divided by the table's largest fraction (1 at the reference's
+    commonest lightness, 0 at a lightness the reference does not have).
+    """
+    table = np.asarray(table, np.float32)
+    if table.shape != (L_BINS, 3):
+        raise ValueError(f"lightness table must be ({L_BINS}, 3), got {table.shape}")
+    c = _bin_centres()
+    full = table[:, 2] > 0
+    if not full.any():
+        raise ValueError("lightness table has no populated bin")
+    a = np.interp(L, c[full], table[full, 0])
+    b = np.interp(L, c[full], table[full, 1])
+    conf = np.interp(L, c, table[:, 2] / table[:, 2].max())
+    return np.stack([a, b, conf], -1).astype(np.float32)
+
+
+def lightness_prior(gray: np.ndarray, region_ids: np.ndarray,
+                    refs: Sequence[ReferenceFeatures | None]) -> np.ndarray:
+    """float32 (3, h, w): in each pixel of region r (0 = the scene) whose reference ``refs[r]`` has a lightness
+    table, that table looked up at the pixel's local lightness: a*/100, b*/100, confidence (``table_lookup``).
+    Zero (no prior) wherever the region has no reference or its reference has no table."""
+    out = np.zeros((PRIOR_CHANNELS, *gray.shape), np.float32)
+    if not any(r is not None and r.l_table is not None for r in refs):
+        return out
+    L = local_lightness(gray)
+    for r, ref in enumerate(refs):
+        if ref is None or ref.l_table is None:
+            continue
+        sel = region_ids == r
+        if not sel.any():
+            continue
+        v = table_lookup(ref.l_table, L[sel])
+        out[0][sel] = v[:, 0] / 100.0
+        out[1][sel] = v[:, 1] / 100.0
+        out[2][sel] = v[:, 2]
+    return out
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -115,11 +173,13 @@ def pad_to_multiple(inp: NetInputs, multiple: int = 8) -> NetInputs:
         np.pad(inp.region_ids, ((0, ph), (0, pw))),
         inp.refs,
         inp.has_ref,
+        np.pad(inp.prior, ((0, 0), (0, ph), (0, pw))),
     )
 
 
 def collate(batch: Sequence[NetInputs]):
-    """Stack same-size samples into torch tensors, padding the reference rows to the largest R."""
+    """Stack same-size samples into torch tensors, padding the reference rows to the largest R:
+    (L, hints, region_ids, refs, has_ref, prior), the colorizer's forward arguments in order."""
     import torch
 
     R = max(len(b.has_ref) for b in batch)
@@ -134,4 +194,5 @@ def collate(batch: Sequence[NetInputs]):
         torch.from_numpy(np.stack([b.region_ids for b in batch])),
         torch.from_numpy(refs),
         torch.from_numpy(has),
+        torch.from_numpy(np.stack([b.prior for b in batch])),
     )

@@ -1,6 +1,6 @@
 """Training and validation data for the colorizer.
 
-Two sources:
+Three sources:
 - ``synthetic``: chapters drawn by ``manga_pipeline.synthetic`` with known characters. Input = the B/W page crop
   of a panel; target = the colour page's a*b*; each character's region = its mask; its reference = features of
   ``render_reference(design, seed=<another seed>)``, a *different* drawing of the same character, so the net
@@ -8,6 +8,9 @@ Two sources:
 - ``real``: the colour images of ``../shared/data/color`` turned manga-like (gray, XDoG lines, screentone
   halftone, binarisation, mixed at random); the scene reference is another crop of the same image or another
   page of the same series (sometimes none). Nothing from that folder is ever written into the project.
+- ``characters``: real characters with real references: crops around the annotated Pepper and Carrot bodies of
+  ``annotations/peppercarrot_dev_characters.json`` (episodes given by the caller), each body's box its region and
+  its reference the same character's box cut from *another* annotated page (as a user would register one).
 
 Everything is prepared at the working resolution (panel long side ``size``) as ``PanelSample`` records; training
 draws random square crops, flips, hint points and reference dropouts from them at batch time.
@@ -16,7 +19,7 @@ Validation splits are fixed by name or seed and never seen in training (see ``RE
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -148,8 +151,9 @@ def _load_rgb(path: Path) -> np.ndarray:
     return rgb
 
 
-def real_files(split: str, folders: Sequence[str] = REAL_FOLDERS) -> dict[str, list[Path]]:
-    """{folder: files} of the training ("train") or validation ("val") split; empty when the data is absent."""
+def real_files(split: str, folders: Sequence[str] = REAL_FOLDERS, exclude: Sequence[str] = ()) -> dict[str, list[Path]]:
+    """{folder: files} of the training ("train") or validation ("val") split; empty when the data is absent.
+    exclude: "folder/name-prefix" entries left out of the training split (e.g. "peppercarrot/episode-05")."""
     root = shared_data_dir() / "color"
     out: dict[str, list[Path]] = {}
     for folder in folders:
@@ -159,6 +163,8 @@ def real_files(split: str, folders: Sequence[str] = REAL_FOLDERS) -> dict[str, l
         held = set(REAL_VAL.get(folder, ()))
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
         keep = [p for p in files if (p.name in held) == (split == "val")]
+        if split == "train":
+            keep = [p for p in keep if not any(f"{folder}/{p.name}".startswith(e) for e in exclude)]
         if keep:
             out[folder] = keep
     return out
@@ -191,10 +197,11 @@ def _panel_sample_from_rgb(rgb_crop: np.ndarray, size: int, rng: np.random.Gener
 
 
 def real_panel_samples(n: int, *, size: int, seed: int, min_side: int = 0, split: str = "train",
-                       folders: Sequence[str] = REAL_FOLDERS, progress=None) -> list[PanelSample]:
+                       folders: Sequence[str] = REAL_FOLDERS, exclude: Sequence[str] = (),
+                       progress=None) -> list[PanelSample]:
     """``n`` random panel-like crops of the real colour images, each with a scene reference taken from another
     crop of the same image (40 %), another image of the same folder (20 %) or none (40 %)."""
-    files = real_files(split, folders)
+    files = real_files(split, folders, exclude)
     if not files:
         return []
     rng = np.random.default_rng(seed)
@@ -246,6 +253,93 @@ def real_val_samples(*, size: int, pages: dict[str, Sequence[str]] = REAL_VAL_RE
                     rng = np.random.default_rng(7000 + 10 * j + 2 * r + c)
                     out.append(_panel_sample_from_rgb(np.ascontiguousarray(crop), size, rng, min_side=0,
                                                       scene=None, source=f"{folder}/{path.name}[{r},{c}]"))
+    return out
+
+
+PC_ANNOTATIONS = "annotations/peppercarrot_dev_characters.json"
+PC_CHARACTERS = ("Pepper", "Carrot")
+# never a training source of characters: its pages are the validation set of ``character_panel_samples`` and the
+# held-out pages of benchmarks/eval_peppercarrot.py
+PC_VAL_EPISODES = ("episode-05",)
+
+
+def character_panel_samples(episodes: Sequence[str], *, size: int, seed: int, min_side: int = 0,
+                            variants: int = 3, progress=None) -> list[PanelSample]:
+    """Real characters with references from other pages: for each annotated Pepper / Carrot body on a page of
+    ``episodes`` (image-name prefixes such as "episode-01"), ``variants`` crops around it (1.2-2.2x its box),
+    every Pepper / Carrot box in the crop a region (clipped to the crop), each region's reference that character's
+    box cut from another annotated page of those episodes (full resolution, background removed as for a user's
+    reference). B/W input: plain gray half of the time (as ``eval colorize`` turns pages), else ``mangaify``.
+    Empty when the annotations are absent."""
+    import json
+
+    ann = shared_data_dir() / PC_ANNOTATIONS
+    if not ann.is_file() or not episodes:
+        return []
+    pages = [p for p in json.loads(ann.read_text())["pages"]
+             if any(Path(p["image"]).name.startswith(e) for e in episodes)
+             and any(b["character"] in PC_CHARACTERS for b in p["bodies"])]
+    rng = np.random.default_rng(seed)
+    full = {}
+    for p in pages:
+        bgr = cv2.imread(str((ann.parent / p["image"]).resolve()), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise OSError(f"cannot read {p['image']}")
+        full[p["image"]] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    # every (page, box) reference crop of each character, extracted once
+    ref_pool: dict[str, list[tuple[str, ReferenceFeatures]]] = {c: [] for c in PC_CHARACTERS}
+    for p in pages:
+        for b in p["bodies"]:
+            if b["character"] in PC_CHARACTERS:
+                x0, y0, x1, y1 = (int(v) for v in b["box"])
+                crop = np.ascontiguousarray(full[p["image"]][y0:y1, x0:x1])
+                if min(crop.shape[:2]) >= 8:
+                    ref_pool[b["character"]].append((p["image"], extract_reference(crop)))
+    out = []
+    for p in pages:
+        img = full[p["image"]]
+        H, W = img.shape[:2]
+        bodies = [b for b in p["bodies"] if b["character"] in PC_CHARACTERS]
+        for b in bodies:
+            for v in range(variants):
+                x0, y0, x1, y1 = (float(t) for t in b["box"])
+                cx, cy = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * (x1 - x0), (y0 + y1) / 2
+                s_ = rng.uniform(1.2, 2.2)
+                hw, hh = max(x1 - x0, 0.6 * (y1 - y0)) * s_ / 2, max(y1 - y0, 0.6 * (x1 - x0)) * s_ / 2
+                cx0, cy0 = int(max(0, cx - hw)), int(max(0, cy - hh))
+                cx1, cy1 = int(min(W, cx + hw)), int(min(H, cy + hh))
+                if cx1 - cx0 < 16 or cy1 - cy0 < 16:
+                    continue
+                h, w = working_shape(cy1 - cy0, cx1 - cx0, size)
+                if min(h, w) < min_side:
+                    k = min_side / min(h, w)
+                    h, w = max(min_side, round(h * k)), max(min_side, round(w * k))
+                crop = np.ascontiguousarray(img[cy0:cy1, cx0:cx1])
+                hi = _area(crop, (2 * h, 2 * w))
+                g = rgb_to_gray(hi) if rng.random() < 0.5 else mangaify(hi, rng)
+                gray = _area(g, (h, w))
+                ab, L = _lab_targets(_area(crop, (h, w)))
+                ids = np.zeros((h, w), np.uint8)
+                refs: list = []
+                sx, sy = w / (cx1 - cx0), h / (cy1 - cy0)
+                inside = []
+                for o in bodies:
+                    bx0, by0, bx1, by1 = o["box"]
+                    ix0, iy0 = round((max(bx0, cx0) - cx0) * sx), round((max(by0, cy0) - cy0) * sy)
+                    ix1, iy1 = round((min(bx1, cx1) - cx0) * sx), round((min(by1, cy1) - cy0) * sy)
+                    if (ix1 - ix0) * (iy1 - iy0) >= 12 and ix1 > ix0 and iy1 > iy0:
+                        inside.append(((ix1 - ix0) * (iy1 - iy0), o["character"], (ix0, iy0, ix1, iy1)))
+                for _, name, (ix0, iy0, ix1, iy1) in sorted(inside, key=lambda t: -t[0]):
+                    others = [f for img_name, f in ref_pool[name] if img_name != p["image"]]
+                    refs.append(others[int(rng.integers(len(others)))] if others else None)
+                    ids[iy0:iy1, ix0:ix1] = len(refs)
+                if rng.random() < 0.5:
+                    gray, ab, L, ids = gray[:, ::-1], ab[:, ::-1], L[:, ::-1], ids[:, ::-1]
+                out.append(PanelSample(np.ascontiguousarray(gray), np.ascontiguousarray(ab), np.ascontiguousarray(L),
+                                       np.ascontiguousarray(ids), refs, None,
+                                       f"characters/{Path(p['image']).name}[{b['character']}#{v}]"))
+    if progress:
+        progress(f"character panels: {len(out)} from {len(pages)} pages of {', '.join(episodes)}")
     return out
 
 
@@ -360,8 +454,11 @@ def sample_hints(ab: np.ndarray, rng: np.random.Generator, max_points: int = 8) 
 
 
 def training_item(s: PanelSample, crop: int, rng: np.random.Generator, *, ref_dropout: float = 0.15,
-                  hints: bool = True) -> tuple[NetInputs, np.ndarray]:
-    """A random ``crop`` x ``crop`` window (flipped half of the time) -> (inputs, target a*b* float32 (2, c, c))."""
+                  table_dropout: float = 0.0, hints: bool = True) -> tuple[NetInputs, np.ndarray]:
+    """A random ``crop`` x ``crop`` window (flipped half of the time) -> (inputs, target a*b* float32 (2, c, c)).
+
+    table_dropout: chance that a kept reference loses its lightness table (a reference without one gives no
+    prior; the network learns to colour such a region from the rest of the reference)."""
     h, w = s.gray.shape
     y0 = int(rng.integers(0, h - crop + 1))
     x0 = int(rng.integers(0, w - crop + 1))
@@ -371,6 +468,10 @@ def training_item(s: PanelSample, crop: int, rng: np.random.Generator, *, ref_dr
         gray, ab, ids = gray[:, ::-1], ab[:, ::-1], ids[:, ::-1]
     refs = [r if rng.random() >= ref_dropout else None for r in s.refs]
     scene = s.scene if rng.random() >= ref_dropout else None
+    if table_dropout > 0:
+        refs = [replace(r, l_table=None) if r is not None and rng.random() < table_dropout else r for r in refs]
+        if scene is not None and rng.random() < table_dropout:
+            scene = replace(scene, l_table=None)
     pts = sample_hints(ab, rng) if hints else []
     inp = build_inputs_from_ids(np.ascontiguousarray(gray), np.ascontiguousarray(ids), refs, scene, pts)
     return inp, np.ascontiguousarray(ab.transpose(2, 0, 1))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from colorizer.conditioning import build_inputs, collate, pad_to_multiple, resize_mask, working_shape
-from colorizer.model import ColorizerConfig, build_colorizer
+from colorizer.model import AB_SCALE, ColorizerConfig, build_colorizer
 from colorizer.reference import ReferenceFeatures
 from manga_pipeline.colorspace import gray_to_L, rgb_to_ab
 import weights as weights_registry
@@ -26,6 +26,10 @@ HINT_L_SIGMA = 12.0
 # (config colorize.anchor_l_weight; BENCHMARKS.md has the commands).
 ANCHOR_L_WEIGHT = 1.5
 ANCHOR_MIN_CHROMA = 3.0  # below this the network left a pixel uncoloured: anchoring leaves it so
+# "network": the colorizer network's a*b*; "prior": no network at all, each referenced region takes its
+# reference's lightness-table chroma at the pixel's lightness (``conditioning.lightness_prior``), the no-learning
+# baseline the network is measured against (BENCHMARKS.md)
+TRANSFERS = ("network", "prior")
 
 
 def state_to_file(model: torch.nn.Module, cfg: ColorizerConfig, *, half: bool = True) -> dict:
@@ -81,13 +85,18 @@ class Colorizer:
     def colorize_panel(self, gray: np.ndarray, *, regions: Sequence[tuple[np.ndarray, ReferenceFeatures]] = (),
                        scene: ReferenceFeatures | None = None,
                        hints: Sequence[tuple[int, int, tuple[int, int, int]]] = (),
-                       anchor: bool = False, anchor_l_weight: float = ANCHOR_L_WEIGHT) -> np.ndarray:
+                       anchor: bool = False, anchor_l_weight: float = ANCHOR_L_WEIGHT,
+                       transfer: str = "network") -> np.ndarray:
         """a*b* float32 (h', w', 2) for a uint8 (h, w) panel crop, at working resolution (long side cfg.size).
 
         regions: (bool mask (h, w) in crop pixels, that character's reference); hints: (x, y, RGB) in crop pixels.
         anchor: snap the colours inside each region to its reference palette (see ``anchor_to_palette``); hints
         are applied after it and still win locally. anchor_l_weight: see ``ANCHOR_L_WEIGHT``.
+        transfer: "network" or "prior" (see ``TRANSFERS``); with "prior" a reference without a lightness table is
+        an error, since that region would silently stay gray.
         """
+        if transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
         gray = np.asarray(gray)
         if gray.dtype != np.uint8 or gray.ndim != 2 or min(gray.shape) < 1:
             raise ValueError(f"colorize_panel needs a uint8 (h, w) panel, got {gray.dtype} {gray.shape}")
@@ -109,8 +118,14 @@ class Colorizer:
         for x, y, rgb in hints:
             _, a, b = rgb_to_ab(tuple(int(c) for c in rgb))
             pts.append((min(ww - 1, int(x * sx)), min(hh - 1, int(y * sy)), a, b))
-        inp = pad_to_multiple(build_inputs(small, region_masks=masks, region_refs=refs, scene=scene, hints=pts))
-        ab = self.model(*collate([inp]))[0, :, :hh, :ww].permute(1, 2, 0).numpy().astype(np.float32)
+        inp = build_inputs(small, region_masks=masks, region_refs=refs, scene=scene, hints=pts)
+        if transfer == "prior":
+            if any(r is not None and r.l_table is None for r in (scene, *refs)):
+                raise ValueError("transfer 'prior' needs references with a lightness table (re-extract them)")
+            ab = inp.prior[:2].transpose(1, 2, 0) * AB_SCALE
+        else:
+            ab = self.model(*collate([pad_to_multiple(inp)]))[0, :, :hh, :ww].permute(1, 2, 0).numpy()
+        ab = ab.astype(np.float32)
         if anchor and masks:
             ab = anchor_to_palette(ab, gray_to_L(small), masks, refs, l_weight=anchor_l_weight)
         if pts:

@@ -6,6 +6,8 @@ Inputs (all at working resolution h x w, multiples of 8; see ``colorizer.conditi
 - ``region_ids``: int64 (B, h, w): 0 = scene (no character), r = inside character region r (1..R).
 - ``refs``: float (B, R+1, D): reference vectors (``ReferenceFeatures.vector()``); row 0 is the scene's.
 - ``has_ref``: float (B, R+1): 1 where that row holds a real reference, else 0 (its vector is ignored).
+- ``prior``: float (B, 3, h, w): the references' lightness prior (a*/100, b*/100, confidence; zero where no
+  reference has a table). Read only when ``cfg.prior_channels``; a model without them ignores it.
 
 Output: float (B, 2, h, w) a*b* in Lab units (about -128..127).
 
@@ -20,6 +22,8 @@ fusion and at the head, so two characters in one panel get their own colours.
 The head is a palette-slot mixture (RESEARCH.md: L1 regression alone drifts to gray on small data): per pixel it
 predicts a softmax over the region's reference palette colours plus one free colour, and the output is the
 mixture. Where a reference is present the net can pick a palette colour exactly instead of averaging.
+With ``prior_channels`` the lightness prior enters with the input (so the low-level network and, through the
+skip, the decoder see it) and is one more candidate colour of the mixture, available where its confidence > 0.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class ColorizerConfig:
     ref_channels: int = 16
     palette_slots: int = PALETTE_SLOTS
     slot_dim: int = 16
+    prior_channels: bool = False  # read the lightness prior (False keeps the synthetic-v1 architecture)
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -80,7 +85,9 @@ class Colorizer(nn.Module):
         w1, w2, w3 = cfg.widths
         C, K = cfg.ref_channels, cfg.palette_slots
         self.ref_proj = nn.Sequential(nn.Linear(cfg.ref_dim, 64), nn.LeakyReLU(0.1, inplace=True), nn.Linear(64, C))
-        cin = 1 + 3 + C + 2
+        P = 3 if cfg.prior_channels else 0
+        self.n_prior = 1 if cfg.prior_channels else 0  # the prior colour is an extra mixture candidate
+        cin = 1 + 3 + C + 2 + P
         # low-level features
         self.low1 = nn.Sequential(_conv(cin, w1, 2), _conv(w1, w1))  # 1/2
         self.low2 = nn.Sequential(_conv(w1, w2, 2), _conv(w2, w2))  # 1/4
@@ -99,9 +106,9 @@ class Colorizer(nn.Module):
         self.red3 = _conv(w3, w2, k=1)
         self.dec2 = _conv(2 * w2, w2)
         self.red2 = _conv(w2, w1, k=1)
-        self.dec1 = _conv(2 * w1 + 1 + 3 + C + 2, w1)
-        # head at 1/2 resolution: slot logits (K palette slots + 1 free colour) and the free colour
-        self.head = nn.Sequential(_conv(w1 + 2 * K, w1), nn.Conv2d(w1, K + 1 + 2, 3, 1, 1))
+        self.dec1 = _conv(2 * w1 + cin, w1)
+        # head at 1/2 resolution: slot logits (K palette slots [+ the prior] + 1 free colour) and the free colour
+        self.head = nn.Sequential(_conv(w1 + 2 * K, w1), nn.Conv2d(w1, K + self.n_prior + 1 + 2, 3, 1, 1))
         # slot attention: a pixel's query against each palette colour's key, so "which colour goes here" can
         # depend on what the colour is (skin-like, dark, ...) and not only on its rank in the palette
         E = cfg.slot_dim
@@ -125,11 +132,14 @@ class Colorizer(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, L: torch.Tensor, hints: torch.Tensor, region_ids: torch.Tensor, refs: torch.Tensor,
-                has_ref: torch.Tensor) -> torch.Tensor:
+                has_ref: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         B, _, H, W = L.shape
         if H % 8 or W % 8:
             raise ValueError(f"input height and width must be multiples of 8, got {H}x{W}")
-        K = self.cfg.palette_slots
+        if self.n_prior and (prior is None or prior.shape != (B, 3, H, W)):
+            raise ValueError(f"this colorizer reads the lightness prior: need prior (B, 3, {H}, {W}), got "
+                             f"{None if prior is None else tuple(prior.shape)}")
+        K, P = self.cfg.palette_slots, self.n_prior
         # --- per-pixel reference map: each region's projected vector painted inside it
         proj = self.ref_proj(refs) * has_ref[..., None]  # (B, R+1, C)
         idx = region_ids.reshape(B, -1)
@@ -138,7 +148,7 @@ class Colorizer(nn.Module):
         char_here = ((region_ids > 0).float() * torch.gather(has_ref, 1, idx).reshape(B, H, W))[:, None]
         scene_here = ((region_ids == 0).float() * has_ref[:, :1, None])[:, None]
         cond = torch.cat([ref_map, char_here, scene_here], 1)
-        x0 = torch.cat([L, hints, cond], 1)
+        x0 = torch.cat([L, hints, cond] + ([prior] if P else []), 1)
 
         f1 = self.low1(x0)
         f2 = self.low2(f1)
@@ -181,12 +191,18 @@ class Colorizer(nn.Module):
         E = keys.shape[-1]
         keys = at_pixels(keys.reshape(B, keys.shape[1], K * E)).reshape(B, K, E, h2, w2)
         att = (self.query(z)[:, None] * keys).sum(2) / math.sqrt(E)  # (B, K, h2, w2)
-        logits = out[:, : K + 1] + torch.cat([att, torch.zeros_like(att[:, :1])], 1)
-        free_ab = out[:, K + 1:] * self.free_chroma_scale
-        mask = torch.cat([slot_ok, torch.ones_like(slot_ok[:, :1])], 1)
+        logits = out[:, : K + P + 1] + torch.cat([att, torch.zeros_like(att[:, :1 + P])], 1)
+        free_ab = out[:, K + P + 1:] * self.free_chroma_scale
+        cand_ok = [slot_ok]
+        if P:
+            prior2 = F.avg_pool2d(prior, 2)
+            cand_ok.append((prior2[:, 2:3] > 0).float())
+        mask = torch.cat(cand_ok + [torch.ones_like(slot_ok[:, :1])], 1)
         logits = logits.masked_fill(mask <= 0, -1e4)
         p = torch.softmax(logits, 1)
-        ab = (p[:, :K, None] * slot_ab).sum(1) + p[:, K:] * free_ab
+        ab = (p[:, :K, None] * slot_ab).sum(1) + p[:, K + P:] * free_ab
+        if P:
+            ab = ab + p[:, K:K + 1] * prior2[:, :2]
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
         return ab * AB_SCALE
 

@@ -2,7 +2,10 @@
 
 A reference is an RGB image of the character, on a plain background or not. From it we keep
 - a palette: ``k`` Lab colours found by area-weighted k-means over the foreground, most area first;
-- a 6x6x6 RGB histogram of the foreground (Comicolorization's reference feature).
+- a 6x6x6 RGB histogram of the foreground (Comicolorization's reference feature);
+- a lightness table (``l_table``): per L* bin the foreground's mean a*, mean b* and pixel fraction, the
+  reference side of a Welsh-style transfer (a B/W pixel of lightness L takes the chroma the reference has at L),
+  which ``colorizer.conditioning`` turns into per-pixel prior channels.
 
 The background (near-white or uniform, connected to the image border) and the black line art are ignored: a
 character drawn on white must not get "white" as its main colour. ``vector()`` packs both into a fixed-length
@@ -27,6 +30,7 @@ _LINE_L = 22.0  # L* below this (and nearly neutral) counts as line art / ink
 _WHITE_L = 93.0  # near-white: L* above this and chroma below _WHITE_C
 _WHITE_C = 6.0
 _BG_DE = 6.0  # a border-connected pixel within this Lab distance of the border colour is background
+L_BINS = 20  # lightness table bins of 100 / L_BINS L* each
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,15 @@ class ReferenceFeatures:
     palette: float32 (K, 3) Lab colours (L* 0..100), most area first; unused slots are zeros with weight 0.
     weights: float32 (K,) area fractions of the palette colours, summing to 1.
     histogram: float32 (216,) 6x6x6 RGB histogram of the foreground (index r*36 + g*6 + b), summing to 1.
+    l_table: float32 (L_BINS, 3) or None: per L* bin i (L* in [i, i+1) * 100 / L_BINS) the foreground's mean a*,
+        mean b* and pixel fraction (the fractions sum to 1; an empty bin is (0, 0, 0)). None for a record written
+        before the table existed: the colorizer then has no lightness prior for that reference.
     """
 
     palette: np.ndarray
     weights: np.ndarray
     histogram: np.ndarray
+    l_table: np.ndarray | None = None
 
     def __post_init__(self):
         pal = np.asarray(self.palette, dtype=np.float32)
@@ -59,7 +67,17 @@ class ReferenceFeatures:
             raise ValueError(f"palette weights must be >= 0 and sum to 1, got sum {float(w.sum()):.4f}")
         if (h < 0).any() or abs(float(h.sum()) - 1.0) > 1e-3:
             raise ValueError(f"histogram must be >= 0 and sum to 1, got sum {float(h.sum()):.4f}")
-        for name, arr in (("palette", pal), ("weights", w), ("histogram", h)):
+        arrays = [("palette", pal), ("weights", w), ("histogram", h)]
+        if self.l_table is not None:
+            t = np.asarray(self.l_table, dtype=np.float32)
+            if t.shape != (L_BINS, 3):
+                raise ValueError(f"l_table must be ({L_BINS}, 3), got shape {t.shape}")
+            if not np.isfinite(t).all():
+                raise ValueError("reference l_table contains NaN or infinite values")
+            if (t[:, 2] < 0).any() or abs(float(t[:, 2].sum()) - 1.0) > 1e-3:
+                raise ValueError(f"l_table fractions must be >= 0 and sum to 1, got sum {float(t[:, 2].sum()):.4f}")
+            arrays.append(("l_table", t))
+        for name, arr in arrays:
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
 
@@ -81,11 +99,14 @@ class ReferenceFeatures:
         return np.concatenate([slots, np.sqrt(self.histogram)]).astype(np.float32)
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "palette": [[round(float(v), 3) for v in row] for row in self.palette],
             "weights": [round(float(v), 6) for v in self.weights],
             "histogram": [round(float(v), 6) for v in self.histogram],
         }
+        if self.l_table is not None:
+            d["l_table"] = [[round(float(a), 3), round(float(b), 3), round(float(f), 6)] for a, b, f in self.l_table]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "ReferenceFeatures":
@@ -93,10 +114,14 @@ class ReferenceFeatures:
             pal = np.asarray(d["palette"], dtype=np.float32).reshape(-1, 3)
             w = np.asarray(d["weights"], dtype=np.float32)
             h = np.asarray(d["histogram"], dtype=np.float32)
+            t = None if d.get("l_table") is None else np.asarray(d["l_table"], dtype=np.float32).reshape(-1, 3)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a reference-features record: {exc}") from exc
         # rounding in to_json may leave the sums a hair off 1
-        return cls(pal, w / max(float(w.sum()), 1e-12), h / max(float(h.sum()), 1e-12))
+        if t is not None:
+            t = t.copy()
+            t[:, 2] /= max(float(t[:, 2].sum()), 1e-12)
+        return cls(pal, w / max(float(w.sum()), 1e-12), h / max(float(h.sum()), 1e-12), t)
 
     @classmethod
     def neutral(cls, k: int = PALETTE_SLOTS) -> "ReferenceFeatures":
@@ -106,6 +131,19 @@ class ReferenceFeatures:
         w = np.zeros(k, np.float32)
         w[0] = 1.0
         return cls(pal, w, np.full(HIST_BINS ** 3, 1.0 / HIST_BINS ** 3, np.float32))
+
+
+def lightness_table(lab: np.ndarray) -> np.ndarray:
+    """float32 (L_BINS, 3) (mean a*, mean b*, pixel fraction) per L* bin of float (N, 3) Lab pixels (N >= 1)."""
+    lab = np.asarray(lab, np.float64).reshape(-1, 3)
+    if not len(lab):
+        raise ValueError("lightness_table needs at least one pixel")
+    idx = np.clip((lab[:, 0] * (L_BINS / 100.0)).astype(np.int64), 0, L_BINS - 1)
+    n = np.bincount(idx, minlength=L_BINS).astype(np.float64)
+    a = np.bincount(idx, weights=lab[:, 1], minlength=L_BINS)
+    b = np.bincount(idx, weights=lab[:, 2], minlength=L_BINS)
+    safe = np.maximum(n, 1.0)
+    return np.column_stack([a / safe, b / safe, n / n.sum()]).astype(np.float32)
 
 
 def _resize_max(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -170,7 +208,7 @@ def extract_reference(rgb: np.ndarray, *, k: int = PALETTE_SLOTS, remove_backgro
     remove_background: drop the border-connected near-white / uniform background (a character sheet);
     set False for a scene reference where the whole image counts. Line art (dark, neutral) is always ignored.
     The palette is area-weighted k-means in Lab, so a colour's weight is the fraction of the foreground it
-    covers; close clusters (ΔE < 4) are merged.
+    covers; close clusters (ΔE < 4) are merged. The lightness table is over every foreground pixel.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -222,4 +260,4 @@ def extract_reference(rgb: np.ndarray, *, k: int = PALETTE_SLOTS, remove_backgro
         palette[i] = merged_c[j]
         weights[i] = merged_n[j]
     weights /= weights.sum()
-    return ReferenceFeatures(palette, weights, hist.astype(np.float32))
+    return ReferenceFeatures(palette, weights, hist.astype(np.float32), lightness_table(lab[fg]))

@@ -30,7 +30,7 @@ from colorizer.infer import model_from_file, state_to_file
 from colorizer.model import AB_SCALE, ColorizerConfig, build_colorizer, build_discriminator, count_parameters
 from manga_pipeline.fsutil import atomic_path
 
-SOURCES = ("synthetic", "real", "toy")
+SOURCES = ("synthetic", "real", "characters", "toy")
 CHROMA_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
 
 
@@ -49,6 +49,11 @@ class TrainConfig:
     synthetic_pages: int = 4
     real_samples: int = 1200
     toy_samples: int = 0  # the toy source (tests / smoke runs)
+    real_exclude: tuple[str, ...] = ()  # "folder/name-prefix" entries kept out of the real source
+    # the "characters" source: annotated Pepper&Carrot pages of these episodes (see data.character_panel_samples)
+    character_episodes: tuple[str, ...] = ("episode-01", "episode-04")
+    prior: bool = False  # the model reads the references' lightness prior (ColorizerConfig.prior_channels)
+    table_dropout: float = 0.1  # with prior: chance a reference loses its lightness table in a training item
     l1_weight: float = 1.0
     gan_weight: float = 0.0
     threads: int = 1
@@ -72,12 +77,15 @@ class TrainConfig:
             raise ValueError(f"unknown data sources {bad}; choose from {SOURCES}")
         if self.crop % 8 or self.crop > self.size:
             raise ValueError(f"crop must be a multiple of 8 and <= size, got {self.crop}")
+        held = [e for e in self.character_episodes if any(e.startswith(v) for v in D.PC_VAL_EPISODES)]
+        if held:
+            raise ValueError(f"character episodes {held} are held out for validation and the Pepper&Carrot benchmark")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
     def model_config(self) -> ColorizerConfig:
         return ColorizerConfig(size=self.size, widths=self.widths, mid_width=self.mid_width,
-                               global_dim=self.global_dim)
+                               global_dim=self.global_dim, prior_channels=self.prior)
 
     def command(self) -> str:
         """The CLI command that reproduces this run (non-default options spelled out)."""
@@ -129,15 +137,26 @@ def _build_pools(cfg: TrainConfig, log: Callable[[str], None]):
             log("synthetic source requested but manga_pipeline.synthetic is not available: skipped")
     if "real" in cfg.data:
         real = D.real_panel_samples(cfg.real_samples, size=cfg.size, seed=cfg.seed, min_side=cfg.crop,
-                                    progress=log)
+                                    exclude=cfg.real_exclude, progress=log)
         if real:
             pools["real"] = real
             val["real"] = D.real_val_samples(size=cfg.size)
             tune["real"] = D.real_val_samples(size=cfg.size, pages=D.REAL_TUNE)
-            used = D.real_files("train")
+            used = D.real_files("train", exclude=cfg.real_exclude)
             folders += [f"../shared/data/color/{f}" for f in sorted(used)]
         else:
             log(f"real source requested but {D.shared_data_dir() / 'color'} is absent: skipped")
+    if "characters" in cfg.data:
+        chars = D.character_panel_samples(cfg.character_episodes, size=cfg.size, seed=cfg.seed, min_side=cfg.crop,
+                                          progress=log)
+        if chars:
+            pools["characters"] = chars
+            # never trained on: the held-out episode's own pages, references from its other pages
+            val["characters"] = D.character_panel_samples(D.PC_VAL_EPISODES, size=cfg.size, seed=cfg.seed + 1,
+                                                          variants=1)
+            folders.append(f"../shared/data/{D.PC_ANNOTATIONS} ({', '.join(cfg.character_episodes)})")
+        else:
+            log(f"characters source requested but {D.shared_data_dir() / D.PC_ANNOTATIONS} is absent: skipped")
     if "toy" in cfg.data:
         n = max(cfg.toy_samples, 4)
         pools["toy"] = D.toy_panel_samples(n, size=cfg.size, seed=cfg.seed, min_side=cfg.crop)
@@ -197,11 +216,12 @@ def train_colorizer(cfg: TrainConfig, *, progress: Callable[[str], None] | None 
         for _ in range(cfg.batch):
             src = names[int(rng.choice(len(names), p=probs))]
             s = pools[src][int(rng.integers(len(pools[src])))]
-            items.append(D.training_item(s, cfg.crop, rng))
-        L, hints, ids, refs, has = (t.to(device) for t in collate([it[0] for it in items]))
+            items.append(D.training_item(s, cfg.crop, rng, table_dropout=cfg.table_dropout if cfg.prior else 0.0))
+        inputs = [t.to(device) for t in collate([it[0] for it in items])]
+        L = inputs[0]
         target = torch.from_numpy(np.stack([it[1] for it in items])).to(device)
         G.train()
-        pred = G(L, hints, ids, refs, has)
+        pred = G(*inputs)
         l1 = (pred - target).abs().mean() / AB_SCALE
         loss = cfg.l1_weight * l1
         adv = torch.zeros(())

@@ -7,6 +7,9 @@ An entry stores, per character:
 - ``descriptors``: float32 (n, D) identity embeddings of views of every image (``detectors.identify``), made by
   the identity network named in ``features["identity"]["weights"]``. When the shipped network changes, the
   stored descriptors are stale: ``identity_descriptors`` recomputes them from the stored images.
+
+A reference record stored before the colorizer's lightness table existed (no ``"l_table"``) is re-extracted from
+the stored reference image by ``colour_reference``, so every registered character gets the lightness prior.
 """
 from __future__ import annotations
 
@@ -83,6 +86,29 @@ def identity_descriptors(entry, embedder) -> np.ndarray:
             raise ImageError(f"character {entry.name!r}: stored image {path} cannot be read ({exc})") from None
         descs.append(_descriptors(kind, img, embedder))
     return np.concatenate(descs).astype(np.float32) if descs else np.zeros((0, embedder.dim), np.float32)
+
+
+def colour_reference(entry):
+    """The colorizer's ``ReferenceFeatures`` of a ``BankEntry`` (its first colour reference), or None when it has
+    none. A record without a lightness table (registered before tables existed) is extracted again from the
+    entry's first stored reference image, exactly as ``build_character`` does today."""
+    from colorizer.reference import ReferenceFeatures, extract_reference
+
+    refs = entry.features.get("references") or []
+    if not refs:
+        return None
+    feats = ReferenceFeatures.from_json(refs[0])
+    if feats.l_table is not None:
+        return feats
+    stored = [path for kind, path in entry.images if kind == "reference"]
+    if not stored:
+        raise ImageError(f"character {entry.name!r}: its reference record has no lightness table and no stored "
+                         "reference image to compute it from; register the reference again")
+    try:
+        img = decode_image(Path(stored[0]).read_bytes(), Path(stored[0]).name)
+    except (OSError, ImageError) as exc:
+        raise ImageError(f"character {entry.name!r}: stored reference {stored[0]} cannot be read ({exc})") from None
+    return extract_reference(img.rgb)
 
 
 def palette_hex(features) -> list[str]:

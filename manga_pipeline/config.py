@@ -21,6 +21,9 @@ class DetectConfig:
     rtl: bool = True  # manga reading order: right-to-left rows; false for western comics
     backend: str = "auto"  # "classical", "yolo" or "auto" (YOLO when detector weights are shipped)
     weights: str | None = None  # detector weights tag; None = the shipped default
+    # the body/face network: a figures.* weights tag; None = the shipped default (if any), "main" = the main
+    # detector's own body and face classes
+    figures: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,15 @@ class ColorizeConfig:
     # default because on real art it made colours worse (BENCHMARKS.md: Pepper&Carrot 1.37x gray vs 1.25x)
     palette_anchor: bool = False
     anchor_l_weight: float = 1.5  # with palette_anchor: weight of the lightness gap against the a*b* distance
+    # "network" (the colorizer) or "prior": the references' lightness tables alone, no network (a measuring
+    # baseline, see colorizer.infer.TRANSFERS and BENCHMARKS.md)
+    transfer: str = "network"
 
     def __post_init__(self):
         if self.blend not in ("flat", "luminance"):
             raise ConfigError(f"colorize.blend must be 'flat' or 'luminance', got {self.blend!r}")
+        if self.transfer not in ("network", "prior"):
+            raise ConfigError(f"colorize.transfer must be 'network' or 'prior', got {self.transfer!r}")
         if self.anchor_l_weight < 0:
             raise ConfigError(f"colorize.anchor_l_weight must be >= 0, got {self.anchor_l_weight}")
         if not 0.0 <= self.max_darken <= 100.0:

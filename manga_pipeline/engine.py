@@ -119,7 +119,7 @@ class ModelFactory:
             from detectors.yolo import build_detector
 
             d = self.config.detect
-            detector = build_detector(d.backend, rtl=d.rtl, weights=d.weights)
+            detector = build_detector(d.backend, rtl=d.rtl, weights=d.weights, figures=d.figures)
         if colorizer is None:
             from colorizer.infer import Colorizer
 
@@ -268,7 +268,10 @@ def render_page(models: Models, task: RenderTask) -> RenderedPage:
             chroma = models.colorizer.colorize_panel(
                 gray[y0:y1, x0:x1], regions=job.regions, scene=job.scene, hints=job.hints,
                 anchor=task.settings.colorize.palette_anchor,
-                anchor_l_weight=task.settings.colorize.anchor_l_weight)
+                anchor_l_weight=task.settings.colorize.anchor_l_weight,
+                # only a non-default transfer is passed: colorizer stand-ins need not know the keyword
+                **({"transfer": task.settings.colorize.transfer} if task.settings.colorize.transfer != "network"
+                   else {}))
             # the cache stores float16: compose from exactly what a resumed run will read back
             chroma = np.asarray(chroma, np.float32).astype(np.float16).astype(np.float32)
             weights = models.colorizer.weights_id

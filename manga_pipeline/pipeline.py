@@ -95,12 +95,13 @@ class RunSummary:
 
 
 def _bank_references(bank: list[BankEntry]) -> dict:
-    from colorizer.reference import ReferenceFeatures
+    from .bank import colour_reference
 
     refs = {}
     for entry in bank:
-        if entry.features.get("references"):
-            refs[entry.name] = ReferenceFeatures.from_json(entry.features["references"][0])
+        ref = colour_reference(entry)
+        if ref is not None:
+            refs[entry.name] = ref
     return refs
 
 
@@ -290,6 +291,7 @@ class Pipeline:
                 "panel", det.page_id, order, [list(map(float, xy)) for xy in polygon.exterior.coords],
                 self.colorizer.weights_id, region_key, scene_name and bank_fp[scene_name], hints,
                 self.config.colorize.palette_anchor and self.config.colorize.anchor_l_weight,
+                *(("transfer", self.config.colorize.transfer) if self.config.colorize.transfer != "network" else ()),
             )
             jobs.append(PanelJob(order, (x0, y0, x1, y1), tuple(regions), scene, hints, key))
         return jobs

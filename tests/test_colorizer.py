@@ -1,4 +1,5 @@
 """The colorizer network, its inference wrapper, the metrics and a 2-step training run (tiny, seeded)."""
+import dataclasses
 import json
 
 import cv2
@@ -6,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from colorizer.conditioning import build_inputs, collate
+from colorizer.conditioning import build_inputs, collate, local_lightness, pad_to_multiple, table_lookup
 from colorizer.infer import Colorizer
 from colorizer.metrics import colourfulness, delta_e2000
 from colorizer.model import ColorizerConfig, build_colorizer, build_discriminator, count_parameters
-from colorizer.reference import ReferenceFeatures, extract_reference
+from colorizer.reference import L_BINS, ReferenceFeatures, extract_reference
 from colorizer.train import TrainConfig, train_colorizer
+from manga_pipeline.colorspace import gray_to_L
 
 TINY = ColorizerConfig(size=64, widths=(8, 12, 16), mid_width=16, global_dim=8, ref_channels=8)
 
@@ -231,3 +233,126 @@ def test_palette_anchoring_gives_a_region_exactly_its_palette_colours():
     out = anchor_to_palette(ab, L, [mask], [ref])
     assert np.allclose(out[10, 10], light[1:]) and np.allclose(out[10, 30], dark[1:])
     assert np.array_equal(out[~inside], ab[~inside]) and not inside[5, 5]
+
+
+# --- the lightness prior ----------------------------------------------------------------------------------------
+
+
+def _table(rows: dict) -> np.ndarray:
+    """A lightness table from {bin: (a*, b*, count)}; other bins empty."""
+    t = np.zeros((L_BINS, 3), np.float32)
+    for i, (a, b, n) in rows.items():
+        t[i] = (a, b, n)
+    t[:, 2] /= t[:, 2].sum()
+    return t
+
+
+def _gray_of_L(L: float) -> int:
+    """The uint8 gray whose L* is closest to ``L``."""
+    return int(np.abs(gray_to_L(np.arange(256, dtype=np.uint8)[None])[0] - L).argmin())
+
+
+def test_prior_channels_match_the_table_inside_and_are_zero_outside():
+    red, blue = _refs()
+    # bins of 5 L*: 40-45 red-orange, 70-75 yellow, nothing between or beyond
+    table = _table({8: (60.0, 40.0, 3.0), 14: (0.0, 70.0, 1.0)})
+    red = dataclasses.replace(red, l_table=table)
+    gray = np.full((64, 48), 255, np.uint8)
+    levels = [_gray_of_L(42.5), _gray_of_L(57.5), _gray_of_L(90.0)]
+    for k, g in enumerate(levels):
+        gray[:, 16 * k:16 * (k + 1)] = g
+    m = np.zeros(gray.shape, bool)
+    m[4:60, :] = True  # the figure with a table
+    m2 = np.zeros(gray.shape, bool)
+    m2[60:, :] = True  # another figure, reference without table
+    inp = build_inputs(gray, region_masks=[m, m2], region_refs=[red, blue])
+    assert inp.prior.shape == (3, 64, 48) and inp.prior.dtype == np.float32
+    assert not inp.prior[:, ~m].any()  # the scene (no reference) and the table-less figure get no prior
+    Lg = gray_to_L(gray)
+    for k in range(3):  # centre of each band, away from the blurred band edges
+        y, x = 30, 16 * k + 8
+        a, b, conf = inp.prior[:, y, x]
+        if k == 0:  # at a populated bin's centre: its colour, full confidence (the biggest bin)
+            assert abs(Lg[y, x] - 42.5) < 0.5
+            assert abs(a * 100 - 60) < 2 and abs(b * 100 - 40) < 2 and conf > 0.95
+        elif k == 1:  # halfway between the populated bins, over empty bins: their mean, no confidence
+            assert abs(a * 100 - 30) < 3 and abs(b * 100 - 55) < 3 and conf < 0.05
+        else:  # brighter than anything in the reference: the nearest populated bin, no confidence
+            assert abs(a * 100 - 0) < 1 and abs(b * 100 - 70) < 1 and conf == 0
+    # the same numbers as the table lookup itself
+    want = table_lookup(table, local_lightness(gray)[m])
+    assert np.allclose(inp.prior[:2][:, m].T * 100, want[:, :2], atol=1e-3)
+    assert np.allclose(inp.prior[2][m], want[:, 2], atol=1e-5)
+    # padding keeps the prior aligned with the pixels, zero in the padding
+    padded = pad_to_multiple(dataclasses.replace(inp, L=inp.L[:, :62, :45], hints=inp.hints[:, :62, :45],
+                                                 region_ids=inp.region_ids[:62, :45], prior=inp.prior[:, :62, :45]))
+    assert padded.prior.shape == (3, 64, 48) and not padded.prior[:, 62:].any()
+    assert collate([padded, padded])[5].shape == (2, 3, 64, 48)
+
+
+PRIOR_TINY = dataclasses.replace(TINY, prior_channels=True)
+
+
+def test_model_with_prior_channels_reads_the_prior_and_trains_one_step():
+    torch.manual_seed(0)
+    model = build_colorizer(PRIOR_TINY)
+    red, _ = _refs()
+    red = dataclasses.replace(red, l_table=_table({8: (60.0, 40.0, 1.0), 16: (-20.0, 30.0, 1.0)}))
+    m = np.zeros((64, 48), bool)
+    m[10:50, 6:40] = True
+    batch = collate([build_inputs(_panel(), region_masks=[m], region_refs=[red]),
+                     build_inputs(_panel()[:, ::-1].copy(), region_masks=[m], region_refs=[None])])
+    assert batch[5][0].abs().sum() > 0 and batch[5][1].abs().sum() == 0
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    out = model(*batch)
+    assert out.shape == (2, 2, 64, 48)
+    target = torch.zeros_like(out)
+    target[:, 0] = 50.0
+    loss = (out - target).abs().mean()
+    opt.zero_grad()
+    loss.backward()
+    assert model.low1[0][0].weight.grad[:, -3:].abs().sum() > 0  # the first conv's prior channels learn
+    opt.step()
+    with torch.no_grad():
+        after = model(*batch)
+        assert after.shape == out.shape and (after - target).abs().mean() < loss
+        # the prior changes the output inside the region; a v1-style model ignores it
+        no_prior = model(*batch[:5], torch.zeros_like(batch[5]))
+        assert (after[0] - no_prior[0]).abs().sum(0)[torch.from_numpy(m)].mean() > 0.1
+        v1 = _tiny_model()
+        assert torch.equal(v1(*batch), v1(*batch[:5], torch.zeros_like(batch[5])))
+    with pytest.raises(ValueError, match="prior"):
+        model(*batch[:5])
+
+
+def test_prior_transfer_is_the_table_lookup_and_refuses_references_without_a_table():
+    col = Colorizer(_tiny_model(), TINY, trained=False, weights_id="untrained")
+    red, _ = _refs()
+    red = dataclasses.replace(red, l_table=_table({8: (60.0, 40.0, 1.0)}))
+    m = np.zeros((64, 48), bool)
+    m[10:50, 6:40] = True
+    out = col.colorize_panel(_panel(), regions=[(m, red)], transfer="prior")
+    assert out.shape == (64, 48, 2)
+    assert np.allclose(out[m], (60.0, 40.0), atol=1e-3) and not out[~m].any()
+    with pytest.raises(ValueError, match="lightness table"):
+        col.colorize_panel(_panel(), regions=[(m, _refs()[1])], transfer="prior")
+    with pytest.raises(ValueError, match="transfer"):
+        col.colorize_panel(_panel(), transfer="welsh")
+
+
+def test_train_with_prior_registers_a_prior_model(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    cfg = TrainConfig(tag="tiny-prior", steps=1, batch=2, size=64, crop=32, data=("toy",), toy_samples=4,
+                      widths=(8, 8, 8), mid_width=8, global_dim=8, prior=True, out_dir=tmp_path, manifest=manifest,
+                      make_default=False)
+    spec = train_colorizer(cfg)
+    assert "--prior" in spec.command and spec.config["model"]["prior_channels"] is True
+    assert "defaults" not in json.loads(manifest.read_text()) or not json.loads(manifest.read_text())["defaults"]
+    col = Colorizer.load("tiny-prior", manifest=manifest)
+    assert col.cfg.prior_channels
+    img = np.full((80, 60, 3), 255, np.uint8)
+    cv2.circle(img, (30, 40), 20, (200, 40, 40), -1)
+    out = col.colorize_panel(_panel(), regions=[(np.ones((64, 48), bool), extract_reference(img))])
+    assert out.shape == (64, 48, 2) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="held out"):
+        TrainConfig(data=("characters",), character_episodes=("episode-05",))
