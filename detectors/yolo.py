@@ -32,6 +32,7 @@ from .yolo_data import BODY, FACE, PANEL, TEXT
 from .yolo_env import ensure_offline_ultralytics
 
 ARCH = "detector"
+FIGURES_ARCH = "figures"  # a second network trained for bodies and faces only (``train detector --role figures``)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class YoloConfig:
     """Settings of the learned detector. ``weights``: a ``detector.*`` tag (None = the shipped default)."""
 
     weights: str | None = None
+    # the network for the body and face classes: a ``figures.*`` tag, None = the shipped default figures network
+    # (the main network's own body/face classes when none is shipped), "main" = always the main network's
+    figures: str | None = None
     rtl: bool = True
     imgsz: int | None = None    # long side of the network input (pixels); None = the size it was trained at
     panel_conf: float = 0.35
@@ -73,13 +77,13 @@ def load_network(tag: str | None = None, device: str = "cpu"):
     return build_network(payload, device), spec, payload
 
 
-def load_payload(tag: str | None = None):
+def load_payload(tag: str | None = None, arch: str = ARCH):
     """(spec, payload) of the detector weights ``tag`` (sha256-verified), without building the network."""
     import torch
 
     from weights import WeightsError, default_tag, get_spec, weights_path
 
-    tag = tag or default_tag(ARCH)
+    tag = tag or default_tag(arch)
     if tag is None:
         raise WeightsError("no detector weights are shipped; train them with `manga-color train detector` "
                            "or use detect.backend=classical")
@@ -140,8 +144,16 @@ class YoloDetector:
         self.config = config
         self.spec, self._payload = load_payload(config.weights)  # verified now; the network is built on first use
         self._net = None
-        self.name = f"yolo-{self.spec.short}+figmask3"
         self.imgsz = int(config.imgsz or self._payload.get("imgsz", 640))
+        self.figures_spec, self._figures_payload, self._figures_net = None, None, None
+        if config.figures != "main":
+            from weights import default_tag
+
+            tag = config.figures or default_tag(FIGURES_ARCH)
+            if tag is not None:
+                self.figures_spec, self._figures_payload = load_payload(tag, FIGURES_ARCH)
+        fig = f"+{self.figures_spec.short}" if self.figures_spec is not None else ""
+        self.name = f"yolo-{self.spec.short}{fig}+figmask3"
 
     @property
     def net(self):
@@ -150,13 +162,30 @@ class YoloDetector:
             self._net = build_network(self._payload, self.config.device)
         return self._net
 
+    @property
+    def figures_net(self):
+        """The body/face network (built on first use), or None when the main network's classes are used."""
+        if self._figures_net is None and self._figures_payload is not None:
+            self._figures_net = build_network(self._figures_payload, self.config.device)
+        return self._figures_net
+
     def detect(self, page_id: str, gray: np.ndarray) -> PageDetections:
         """Detect on ``gray`` (``uint8 (H, W)``); boxes and polygons in page pixels of ``gray``."""
         check_gray(gray)
         cfg = self.config
         h, w = gray.shape
-        min_conf = min(cfg.panel_conf, cfg.body_conf, cfg.text_conf, cfg.face_conf)
-        det = run_network(self.net, gray, self.imgsz, min_conf, cfg.nms_iou, cfg.device)
+        if self.figures_spec is None:
+            min_conf = min(cfg.panel_conf, cfg.body_conf, cfg.text_conf, cfg.face_conf)
+            det = run_network(self.net, gray, self.imgsz, min_conf, cfg.nms_iou, cfg.device)
+        else:
+            main = run_network(self.net, gray, self.imgsz, min(cfg.panel_conf, cfg.text_conf), cfg.nms_iou,
+                               cfg.device)
+            main = main[np.isin(main[:, 5].astype(int), (PANEL, TEXT))]
+            fimg = int(cfg.imgsz or self._figures_payload.get("imgsz", 640))
+            figs = run_network(self.figures_net, gray, fimg, min(cfg.body_conf, cfg.face_conf), cfg.nms_iou,
+                               cfg.device)
+            figs = figs[np.isin(figs[:, 5].astype(int), (BODY, FACE))]
+            det = np.concatenate([main, figs])
         cls = det[:, 5].astype(int)
         conf_of = {PANEL: cfg.panel_conf, BODY: cfg.body_conf, TEXT: cfg.text_conf, FACE: cfg.face_conf}
         keep = det[:, 4] >= np.array([conf_of[c] for c in cls]) if len(det) else np.zeros(0, bool)
@@ -267,7 +296,8 @@ def _paper_mask(gray: np.ndarray, box) -> np.ndarray:
 BACKENDS = ("auto", "yolo", "classical")
 
 
-def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | None = None):
+def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | None = None,
+                   figures: str | None = None):
     """The page detector for ``backend``: "yolo", "classical", or "auto" (yolo when detector weights are
     shipped, else classical). Loads weights; raises ``ValueError`` for an unknown backend and
     ``weights.WeightsError`` when "yolo" is asked for and no (intact) weights exist."""
@@ -277,4 +307,4 @@ def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | No
         raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "classical" or (backend == "auto" and not available(weights)):
         return ClassicalDetector(DetectorConfig(rtl=rtl))
-    return YoloDetector(YoloConfig(weights=weights, rtl=rtl))
+    return YoloDetector(YoloConfig(weights=weights, figures=figures, rtl=rtl))

@@ -135,9 +135,9 @@ def synthetic_samples(n: int, seed: int, size=(704, 1000)):
         yield Sample(f"syn_{seed}_{i:05d}", page.bw, boxes)
 
 
-def real_samples(data: Path, split: str, seed: int = 0):
+def real_samples(data: Path, split: str, seed: int = 0, sets: tuple[str, ...] = REAL_SETS):
     rng = np.random.default_rng(seed)
-    for dataset in REAL_SETS:
+    for dataset in sets:
         colour = not dataset.startswith(("openmantra", "manga109"))
         for page in load_pages(data, dataset, split):
             img = cv2.imread(page["path"], cv2.IMREAD_COLOR)
@@ -149,13 +149,32 @@ def real_samples(data: Path, split: str, seed: int = 0):
                 yield Sample(f"{stem}_v{k}", gray, page_labels(page))
 
 
+def composite_samples(data: Path, per_page: int, seed: int):
+    """``per_page`` composites (``detectors.yolo_composite``) of every OpenMantra training page."""
+    from .yolo_composite import composite_page, load_art
+
+    art = load_art(data)
+    if not art:
+        raise FileNotFoundError(f"no character art found under {data} for composite pages")
+    rng = np.random.default_rng(seed + 7)
+    for page in load_pages(data, "openmantra_dev.json", "train"):
+        gray = cv2.imread(page["path"], cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise FileNotFoundError(page["path"])
+        texts = [t["box"] for t in page.get("texts", [])]
+        for k in range(per_page):
+            yield composite_page(f"comp_openmantra_{page['index']}_{k}", gray, page["panels"], texts, art, rng)
+
+
 def build_dataset(out: Path, data: Path | None, *, n_synthetic: int = 400, max_side: int = 640, seed: int = 0,
-                  real_repeat: int = 2, n_synthetic_val: int = 16) -> Path:
+                  real_repeat: int = 2, n_synthetic_val: int = 16, real_sets: tuple[str, ...] = REAL_SETS,
+                  composites: int = 0) -> Path:
     """Write the dataset under ``out`` and return its ``data.yaml``.
 
-    ``data`` None (or missing) builds a synthetic-only set. Real training pages are written ``real_repeat``
-    times (distinct file names; ultralytics augments each copy differently) so they weigh as much as the
-    synthetic pages.
+    ``data`` None (or missing) builds a synthetic-only set. Real training pages of ``real_sets`` are written
+    ``real_repeat`` times (distinct file names; ultralytics augments each copy differently) so they weigh as much
+    as the synthetic pages. ``composites``: composite pages per OpenMantra training page (real layouts and
+    lettering, cut-out character art with exact body boxes). The validation split always holds every real set.
     """
     out = Path(out)
     counts = {"train": 0, "val": 0}
@@ -167,10 +186,14 @@ def build_dataset(out: Path, data: Path | None, *, n_synthetic: int = 400, max_s
         counts["val"] += 1
     if data is not None and (Path(data) / "annotations").is_dir():
         for split in ("train", "val"):
-            for s in real_samples(Path(data), split, seed):
+            for s in real_samples(Path(data), split, seed, real_sets if split == "train" else REAL_SETS):
                 for r in range(real_repeat if split == "train" else 1):
                     write_sample(out, split, Sample(f"{s.name}_r{r}", s.gray, s.boxes), max_side)
                     counts[split] += 1
+        if composites:
+            for s in composite_samples(Path(data), composites, seed):
+                write_sample(out, "train", s, max_side)
+                counts["train"] += 1
     yaml = out / "data.yaml"
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
     yaml.write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")

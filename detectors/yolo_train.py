@@ -2,11 +2,15 @@
 
     manga-color train detector [--data ../shared/data] [--synthetic 400] [--imgsz 640] [--epochs 30]
                                [--hours 0.55] [--device auto] [--tag v1] [--out DIR] [--no-register]
+                               [--composites N] [--real-sets all|openmantra,comics,peppercarrot]
+                               [--role detector|figures]
 
 Builds the dataset (``detectors.yolo_data``) in a cache folder outside the repository, trains with ultralytics
 fully offline (``detectors.yolo_env``), then saves ``weights/detector-<tag>.pt``: a plain dict (state dict, the
 model's yaml, class names, image size) loadable with ``torch.load(weights_only=True)``, and records it in
-``weights/manifest.json`` as ``detector.<tag>``.
+``weights/manifest.json`` as ``detector.<tag>`` (``--role figures``: ``figures.<tag>``, a network for the body
+and face classes only, trained where every figure on a page is labelled: synthetic pages, Pepper&Carrot and
+composite pages, ``detectors.yolo_composite``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .yolo_data import CLASSES, build_dataset
+from .yolo_data import CLASSES, REAL_SETS, build_dataset
 from .yolo_env import CACHE_DIR, ensure_offline_ultralytics
 
 MODEL_YAML = "yolo11n.yaml"
@@ -109,6 +113,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="manga-color train detector", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (optional)")
     ap.add_argument("--synthetic", type=int, default=400, help="synthetic training pages")
+    ap.add_argument("--composites", type=int, default=0,
+                    help="composite pages per OpenMantra training page (real layouts + cut-out character art)")
+    ap.add_argument("--real-sets", default="all",
+                    help="real annotated sets trained on as they are: all, or a comma list of "
+                         "openmantra,comics,peppercarrot (pages whose figures are unlabelled teach the body class "
+                         "that a real figure is background)")
     ap.add_argument("--imgsz", type=int, default=448)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--hours", type=float, default=0.55, help="wall-clock budget (ultralytics `time`); 0 = epochs")
@@ -116,6 +126,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu or a cuda index")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="v1")
+    ap.add_argument("--role", choices=("detector", "figures"), default="detector",
+                    help="detector: the main network (panels, texts, bodies, faces), registered as detector.TAG; "
+                         "figures: a network whose body and face classes the main one defers to, registered as "
+                         "figures.TAG")
     ap.add_argument("--out", type=Path, default=CACHE_DIR / "detector", help="dataset and run folder (cache)")
     ap.add_argument("--no-register", action="store_true", help="train only; do not write weights/")
     ap.add_argument("--from-checkpoint", type=Path, default=None,
@@ -126,11 +140,24 @@ def main(argv=None) -> int:
     if out.is_relative_to(REPO):
         ap.error("--out must lie outside the repository (datasets and runs are not committed)")
     data = args.data.resolve() if (args.data / "annotations").is_dir() else None
-    ds = out / f"dataset_s{args.synthetic}_i{args.imgsz}_seed{args.seed}"
+    prefixes = {"openmantra": "openmantra_dev.json", "comics": "comics_color_dev.json",
+                "peppercarrot": "peppercarrot_dev_characters.json"}
+    if args.real_sets == "all":
+        real_sets = REAL_SETS
+    else:
+        wanted = [w.strip() for w in args.real_sets.split(",") if w.strip()]
+        unknown = [w for w in wanted if w not in prefixes]
+        if unknown:
+            ap.error(f"--real-sets: unknown set(s) {', '.join(unknown)}; choose from all, {', '.join(prefixes)}")
+        real_sets = tuple(prefixes[w] for w in wanted)
+    suffix = "" if (args.real_sets == "all" and not args.composites) else \
+        f"_c{args.composites}_{args.real_sets.replace(',', '+')}"
+    ds = out / f"dataset_s{args.synthetic}_i{args.imgsz}_seed{args.seed}{suffix}"
     t0 = time.time()
     if not (ds / "data.yaml").exists():
         print(f"building the dataset in {ds} ...", flush=True)
-        build_dataset(ds, data, n_synthetic=args.synthetic, max_side=args.imgsz, seed=args.seed)
+        build_dataset(ds, data, n_synthetic=args.synthetic, max_side=args.imgsz, seed=args.seed,
+                      real_sets=real_sets, composites=args.composites if data is not None else 0)
     device = resolve_device(args.device)
     if args.from_checkpoint is not None:
         model = load_checkpoint(args.from_checkpoint)
@@ -143,23 +170,33 @@ def main(argv=None) -> int:
         return 0
     from weights import WEIGHTS_DIR, register
 
-    path = export_weights(model, WEIGHTS_DIR / f"detector-{args.tag}.pt", args.imgsz)
+    path = export_weights(model, WEIGHTS_DIR / f"{args.role}-{args.tag}.pt", args.imgsz)
     argv = list(argv if argv is not None else sys.argv[1:])
     if args.from_checkpoint is not None:  # the command that reproduces the file is the training one
         argv = [a for a in argv if a not in (str(args.from_checkpoint), "--from-checkpoint", "--no-register")]
     cmd = "manga-color train detector " + " ".join(shlex.quote(a) for a in argv)
     sources = ["synthetic (manga_pipeline.synthetic)"]
     if data is not None:
-        sources += [f"annotations/{n} (train split: detectors.yolo_data.is_validation)" for n in
-                    ("openmantra_dev.json", "comics_color_dev.json", "peppercarrot_dev_characters.json")]
-        sources += ["pages_bw/openmantra", "color/comics", "color/peppercarrot"]
+        sources += [f"annotations/{n} (train split: detectors.yolo_data.is_validation)" for n in real_sets
+                    if not n.startswith("manga109")]
+        sources += [{"openmantra_dev.json": "pages_bw/openmantra", "comics_color_dev.json": "color/comics",
+                     "peppercarrot_dev_characters.json": "color/peppercarrot"}[n] for n in real_sets
+                    if not n.startswith("manga109")]
+        if args.composites:
+            from .yolo_composite import ART_GLOBS, CASCADE
+
+            sources += [f"composites: annotations/openmantra_dev.json train pages (layouts, lettering) x "
+                        f"{args.composites}", *ART_GLOBS, f"{CASCADE} (weak face labels)"]
     spec = register(
-        f"detector.{args.tag}", path, command=cmd.strip(), data=sources, seed=args.seed,
+        f"{args.role}.{args.tag}", path, command=cmd.strip(), data=sources, seed=args.seed,
         config={"model": MODEL_YAML, "imgsz": args.imgsz, "epochs": args.epochs, "hours": args.hours,
-                "synthetic": args.synthetic, "classes": list(CLASSES), "train_minutes": None if args.from_checkpoint else round(secs / 60, 1)},
+                "synthetic": args.synthetic, "classes": list(CLASSES), "composites": args.composites,
+                "real_sets": args.real_sets, "train_minutes": None if args.from_checkpoint else round(secs / 60, 1)},
         device="cuda" if device != "cpu" else "cpu",
         notes="YOLO11n from yaml (no pretrained weights), ultralytics offline; manga109_dev and the held-out "
-              "pages of the other sets never seen in training",
+              "pages of the other sets never seen in training"
+              + ("; the pipeline uses only its body and face classes (detectors.yolo.YoloConfig.figures)"
+                 if args.role == "figures" else ""),
     )
     print(f"registered {spec.short} -> {path}")
     return 0

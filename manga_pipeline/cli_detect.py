@@ -13,15 +13,18 @@ from .cli_extra import eval_, train
 backend_option = click.option("--backend", type=click.Choice(["auto", "yolo", "classical"]), default="auto",
                               show_default=True, help="auto = the trained YOLO detector when shipped, else classical.")
 weights_option = click.option("--weights", default=None, help="Detector weights tag (see `manga-color weights`).")
+figures_option = click.option("--figures", default=None,
+                              help="Body/face network: a figures.* weights tag (default: the shipped one), or "
+                                   "'main' for the main detector's own body and face classes.")
 ltr_option = click.option("--ltr", is_flag=True, help="Western reading order (left-to-right rows).")
 
 
-def _detector(backend: str, weights: str | None, ltr: bool):
+def _detector(backend: str, weights: str | None, ltr: bool, figures: str | None = None):
     from detectors.yolo import build_detector
     from weights import WeightsError
 
     try:
-        return build_detector(backend, rtl=not ltr, weights=weights)
+        return build_detector(backend, rtl=not ltr, weights=weights, figures=figures)
     except (WeightsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -45,13 +48,14 @@ def detections_json(image: str, dets) -> dict:
 @click.argument("images", nargs=-1, required=True, type=PathArg)
 @backend_option
 @weights_option
+@figures_option
 @ltr_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per page and line (JSON Lines).")
-def detect_cmd(images, backend, weights, ltr, as_json):
+def detect_cmd(images, backend, weights, figures, ltr, as_json):
     """Find panels (polygons, reading order), characters and text regions on page images."""
     from .imageio import ImageError, load_image
 
-    det = _detector(backend, weights, ltr)
+    det = _detector(backend, weights, ltr, figures)
     failed = 0
     for path in images:
         try:
@@ -79,16 +83,17 @@ def detect_cmd(images, backend, weights, ltr, as_json):
 @click.argument("annotations", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @backend_option
 @weights_option
+@figures_option
 @ltr_option
 @click.option("--split", type=click.Choice(["all", "train", "val"]), default="all", show_default=True,
               help="The fixed split of the shared data (detectors.yolo_data.is_validation).")
 @click.option("--limit", type=int, default=None, help="Only the first N pages.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def eval_detect(annotations, backend, weights, ltr, split, limit, as_json):
+def eval_detect(annotations, backend, weights, figures, ltr, split, limit, as_json):
     """Per-class precision / recall / F1 at IoU 0.5, panel mean IoU and seconds per page on ANNOTATIONS.json."""
     from detectors.evaluate import evaluate_file, jsonable
 
-    det = _detector(backend, weights, ltr)
+    det = _detector(backend, weights, ltr, figures)
     try:
         res = evaluate_file(annotations, det, split=split, limit=limit)
     except (ValueError, FileNotFoundError) as exc:

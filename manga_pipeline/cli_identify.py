@@ -179,16 +179,24 @@ def character_name_cluster(cluster, name, references, max_samples, ws_path, as_j
 @click.option("--cache", "cache_dir", type=PathArg, help="Keep the prepared crops here (reused when present).")
 @click.option("--val-chapters", type=click.IntRange(1, 12), default=12, show_default=True,
               help="Held-out synthetic chapters for validation and the confidence calibration.")
+@click.option("--classes-per-batch", type=click.IntRange(2, 512), default=24, show_default=True,
+              help="Synthetic characters per batch (whole casts).")
+@click.option("--image-classes", type=click.IntRange(0, 512), default=6, show_default=True,
+              help="Real art instances per batch (an illustration or face in two B/W styles).")
+@click.option("--unlabelled", type=click.IntRange(0, 512), default=8, show_default=True,
+              help="Unlabelled real crops per batch, each seen in two views.")
+@click.option("--widths", default="24,48,96,160,256", show_default=True,
+              help="Channels of the embedding network's stem and stride-2 stages.")
 @click.option("--out", type=PathArg, help="Weights file (default: weights/identifier-TAG.pt).")
 @click.option("--no-register", is_flag=True, help="Write the weights file but leave the manifest alone.")
 @json_option
-def train_identifier(data_dir, chapters, steps, seed, tag, threads, cache_dir, val_chapters, out, no_register,
-                     as_json):
+def train_identifier(data_dir, chapters, steps, seed, tag, threads, cache_dir, val_chapters, classes_per_batch,
+                     image_classes, unlabelled, widths, out, no_register, as_json):
     """Train the identity embedding (metric learning on character crops) and register weights/identifier-TAG.pt."""
     import torch
 
     import weights as registry
-    from detectors.embedding import net_to_state
+    from detectors.embedding import EmbedderConfig, net_to_state
     from detectors.identify_data import CropSet, build_crops
     from detectors.identify_train import TrainConfig, config_json, train as run_training
 
@@ -206,7 +214,15 @@ def train_identifier(data_dir, chapters, steps, seed, tag, threads, cache_dir, v
         if cache is not None:
             crops.save(cache)
     log(f"{len(crops)} crops, {len(crops.classes)} classes")
-    cfg = TrainConfig(steps=steps, chapters=chapters, seed=seed, val_chapters=val_chapters)
+    try:
+        width_list = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{widths!r} is not a comma list of integers", param_hint="--widths") from None
+    if len(width_list) < 2 or min(width_list) < 1:
+        raise click.BadParameter("need at least two positive widths", param_hint="--widths")
+    cfg = TrainConfig(steps=steps, chapters=chapters, seed=seed, val_chapters=val_chapters,
+                      classes_per_batch=classes_per_batch, image_classes=image_classes, unlabelled=unlabelled,
+                      embed=EmbedderConfig(widths=width_list))
     net, metrics = run_training(crops, cfg, log=log)
     out = out or registry.WEIGHTS_DIR / f"identifier-{tag}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +236,9 @@ def train_identifier(data_dir, chapters, steps, seed, tag, threads, cache_dir, v
                     "color/comics", "color/golden_age_panels", "color/illustrations", "color/faces"]
     command = (f"manga-color train identifier --data {shlex.quote(str(data_dir))} --chapters {chapters} "
                f"--steps {steps} --seed {seed} --tag {tag} --threads {threads} --val-chapters {val_chapters}")
+    defaults = {"classes_per_batch": (classes_per_batch, 24), "image_classes": (image_classes, 6),
+                "unlabelled": (unlabelled, 8), "widths": (widths, "24,48,96,160,256")}
+    command += "".join(f" --{k.replace('_', '-')} {v}" for k, (v, d) in defaults.items() if v != d)
     report = {"file": str(out), "metrics": metrics, "crops": len(crops), "classes": len(crops.classes)}
     if not no_register:
         spec = registry.register(
