@@ -45,9 +45,12 @@ class YoloConfig:
     figures: str | None = None
     rtl: bool = True
     imgsz: int | None = None    # long side of the network input (pixels); None = the size it was trained at
+    # the same for the figures network: 384 (trained at 448) is as accurate on the synthetic tuning chapter (body
+    # P/R .88/.96 at both) and faster; None = its training size
+    figures_imgsz: int | None = 384
     panel_conf: float = 0.35
-    # chosen for figures.v2 by the mean body F1 of a synthetic tuning chapter (demo seed 905001) and the Pepper&Carrot
-    # train split: .68 at .10, .65 at .15, .63 at .20, .58 at .25 (it was .10 for detector.v1's own body class too)
+    # chosen for figures.v2 (at 384) by the mean body F1 of a synthetic tuning chapter (demo seed 905001) and the
+    # Pepper&Carrot train split: .67 at .10, .61 at .20, .55 at .30 (it was .10 for detector.v1's body class too)
     body_conf: float = 0.10
     text_conf: float = 0.25
     face_conf: float = 0.40
@@ -154,7 +157,10 @@ class YoloDetector:
             tag = config.figures or default_tag(FIGURES_ARCH)
             if tag is not None:
                 self.figures_spec, self._figures_payload = load_payload(tag, FIGURES_ARCH)
-        fig = f"+{self.figures_spec.short}" if self.figures_spec is not None else ""
+        fig = ""
+        if self.figures_spec is not None:
+            self.figures_imgsz = int(config.figures_imgsz or self._figures_payload.get("imgsz", 640))
+            fig = f"+{self.figures_spec.short}@{self.figures_imgsz}"
         self.name = f"yolo-{self.spec.short}{fig}+figmask3"
 
     @property
@@ -183,8 +189,7 @@ class YoloDetector:
             main = run_network(self.net, gray, self.imgsz, min(cfg.panel_conf, cfg.text_conf), cfg.nms_iou,
                                cfg.device)
             main = main[np.isin(main[:, 5].astype(int), (PANEL, TEXT))]
-            fimg = int(cfg.imgsz or self._figures_payload.get("imgsz", 640))
-            figs = run_network(self.figures_net, gray, fimg, min(cfg.body_conf, cfg.face_conf), cfg.nms_iou,
+            figs = run_network(self.figures_net, gray, self.figures_imgsz, min(cfg.body_conf, cfg.face_conf), cfg.nms_iou,
                                cfg.device)
             figs = figs[np.isin(figs[:, 5].astype(int), (BODY, FACE))]
             det = np.concatenate([main, figs])
@@ -299,7 +304,7 @@ BACKENDS = ("auto", "yolo", "classical")
 
 
 def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | None = None,
-                   figures: str | None = None):
+                   figures: str | None = None, body_conf: float | None = None):
     """The page detector for ``backend``: "yolo", "classical", or "auto" (yolo when detector weights are
     shipped, else classical). Loads weights; raises ``ValueError`` for an unknown backend and
     ``weights.WeightsError`` when "yolo" is asked for and no (intact) weights exist."""
@@ -308,5 +313,8 @@ def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | No
     if backend not in BACKENDS:
         raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "classical" or (backend == "auto" and not available(weights)):
+        if body_conf is not None:
+            raise ValueError("a body score threshold applies to the YOLO detector only, not the classical one")
         return ClassicalDetector(DetectorConfig(rtl=rtl))
-    return YoloDetector(YoloConfig(weights=weights, figures=figures, rtl=rtl))
+    extra = {} if body_conf is None else {"body_conf": float(body_conf)}
+    return YoloDetector(YoloConfig(weights=weights, figures=figures, rtl=rtl, **extra))

@@ -19,12 +19,13 @@ figures_option = click.option("--figures", default=None,
 ltr_option = click.option("--ltr", is_flag=True, help="Western reading order (left-to-right rows).")
 
 
-def _detector(backend: str, weights: str | None, ltr: bool, figures: str | None = None):
+def _detector(backend: str, weights: str | None, ltr: bool, figures: str | None = None,
+              body_conf: float | None = None):
     from detectors.yolo import build_detector
     from weights import WeightsError
 
     try:
-        return build_detector(backend, rtl=not ltr, weights=weights, figures=figures)
+        return build_detector(backend, rtl=not ltr, weights=weights, figures=figures, body_conf=body_conf)
     except (WeightsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -88,12 +89,14 @@ def detect_cmd(images, backend, weights, figures, ltr, as_json):
 @click.option("--split", type=click.Choice(["all", "train", "val"]), default="all", show_default=True,
               help="The fixed split of the shared data (detectors.yolo_data.is_validation).")
 @click.option("--limit", type=int, default=None, help="Only the first N pages.")
+@click.option("--body-conf", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Score a body box needs (YOLO backend; default: the detector's tuned value).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def eval_detect(annotations, backend, weights, figures, ltr, split, limit, as_json):
+def eval_detect(annotations, backend, weights, figures, ltr, split, limit, body_conf, as_json):
     """Per-class precision / recall / F1 at IoU 0.5, panel mean IoU and seconds per page on ANNOTATIONS.json."""
     from detectors.evaluate import evaluate_file, jsonable
 
-    det = _detector(backend, weights, ltr, figures)
+    det = _detector(backend, weights, ltr, figures, body_conf)
     try:
         res = evaluate_file(annotations, det, split=split, limit=limit)
     except (ValueError, FileNotFoundError) as exc:
