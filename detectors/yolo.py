@@ -304,7 +304,7 @@ BACKENDS = ("auto", "yolo", "classical")
 
 
 def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | None = None,
-                   figures: str | None = None, body_conf: float | None = None):
+                   figures: str | None = None, body_conf: float | None = None, figures_imgsz: int | None = None):
     """The page detector for ``backend``: "yolo", "classical", or "auto" (yolo when detector weights are
     shipped, else classical). Loads weights; raises ``ValueError`` for an unknown backend and
     ``weights.WeightsError`` when "yolo" is asked for and no (intact) weights exist."""
@@ -313,8 +313,10 @@ def build_detector(backend: str = "auto", *, rtl: bool = True, weights: str | No
     if backend not in BACKENDS:
         raise ValueError(f"unknown detector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "classical" or (backend == "auto" and not available(weights)):
-        if body_conf is not None:
-            raise ValueError("a body score threshold applies to the YOLO detector only, not the classical one")
+        if body_conf is not None or figures_imgsz is not None:
+            raise ValueError("body thresholds and network sizes apply to the YOLO detector only, not the classical one")
         return ClassicalDetector(DetectorConfig(rtl=rtl))
     extra = {} if body_conf is None else {"body_conf": float(body_conf)}
+    if figures_imgsz is not None:
+        extra["figures_imgsz"] = int(figures_imgsz)
     return YoloDetector(YoloConfig(weights=weights, figures=figures, rtl=rtl, **extra))

@@ -20,12 +20,13 @@ ltr_option = click.option("--ltr", is_flag=True, help="Western reading order (le
 
 
 def _detector(backend: str, weights: str | None, ltr: bool, figures: str | None = None,
-              body_conf: float | None = None):
+              body_conf: float | None = None, figures_imgsz: int | None = None):
     from detectors.yolo import build_detector
     from weights import WeightsError
 
     try:
-        return build_detector(backend, rtl=not ltr, weights=weights, figures=figures, body_conf=body_conf)
+        return build_detector(backend, rtl=not ltr, weights=weights, figures=figures, body_conf=body_conf,
+                              figures_imgsz=figures_imgsz)
     except (WeightsError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -91,12 +92,14 @@ def detect_cmd(images, backend, weights, figures, ltr, as_json):
 @click.option("--limit", type=int, default=None, help="Only the first N pages.")
 @click.option("--body-conf", type=click.FloatRange(0.0, 1.0), default=None,
               help="Score a body box needs (YOLO backend; default: the detector's tuned value).")
+@click.option("--figures-imgsz", type=click.IntRange(64, 4096), default=None,
+              help="Long side (pixels) the figures network sees (default: the detector's tuned value).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def eval_detect(annotations, backend, weights, figures, ltr, split, limit, body_conf, as_json):
+def eval_detect(annotations, backend, weights, figures, ltr, split, limit, body_conf, figures_imgsz, as_json):
     """Per-class precision / recall / F1 at IoU 0.5, panel mean IoU and seconds per page on ANNOTATIONS.json."""
     from detectors.evaluate import evaluate_file, jsonable
 
-    det = _detector(backend, weights, ltr, figures, body_conf)
+    det = _detector(backend, weights, ltr, figures, body_conf, figures_imgsz)
     try:
         res = evaluate_file(annotations, det, split=split, limit=limit)
     except (ValueError, FileNotFoundError) as exc:

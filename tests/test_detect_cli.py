@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from manga_pipeline.cli import main
@@ -71,3 +72,20 @@ def test_eval_detect_rejects_non_annotation(tmp_path):
     bad.write_text("{}")
     res = CliRunner().invoke(main, ["eval", "detect", str(bad), "--backend", "classical"])
     assert res.exit_code == 1 and "not an annotation file" in res.output
+
+
+def test_eval_detect_body_threshold_trades_recall_for_precision(tmp_path):
+    from detectors.yolo import available
+
+    gt = write_chapter(generate_chapter(2, seed=5, size=(600, 850), layouts=None), tmp_path / "ch")
+    res = CliRunner().invoke(main, ["eval", "detect", str(gt), "--backend", "classical", "--body-conf", "0.3"])
+    assert res.exit_code == 1 and "YOLO detector only" in res.output
+    if not available():
+        pytest.skip("no detector weights shipped")
+    found = []
+    for conf in ("0.05", "0.9"):
+        res = CliRunner().invoke(main, ["eval", "detect", str(gt), "--json", "--body-conf", conf,
+                                        "--figures-imgsz", "384"])
+        assert res.exit_code == 0, res.output
+        found.append(json.loads(res.output)["characters"]["pred"])
+    assert found[0] > found[1]
