@@ -4,7 +4,9 @@
 weights' ``arch.tag@sha12``), ``config`` (a frozen dataclass) and ``detect(page_id, gray) -> PageDetections``.
 
 1. The page is scaled so that its long side is ``imgsz`` and padded right/bottom to a multiple of 32.
-2. The network gives boxes of 4 classes (panel, body, face, text); class-wise NMS; per-class thresholds.
+2. The network gives boxes of 4 classes (panel, body, face, text); class-wise NMS; per-class thresholds. When a
+   figures network is shipped (``figures.*``, trained where every figure is labelled), bodies and faces come from
+   it (at ``figures_imgsz``) and panels and texts from the main network.
 3. Panels: each YOLO box is replaced by the classical panel polygon (``detectors.panels``) whose bounds agree
    with it (box IoU >= ``refine_iou``): slanted and irregular frames keep their real outline; else the box.
    Reading order: ``layout.order.reading_order`` (right to left for manga unless ``rtl`` is False). No panel
@@ -189,8 +191,8 @@ class YoloDetector:
             main = run_network(self.net, gray, self.imgsz, min(cfg.panel_conf, cfg.text_conf), cfg.nms_iou,
                                cfg.device)
             main = main[np.isin(main[:, 5].astype(int), (PANEL, TEXT))]
-            figs = run_network(self.figures_net, gray, self.figures_imgsz, min(cfg.body_conf, cfg.face_conf), cfg.nms_iou,
-                               cfg.device)
+            figs = run_network(self.figures_net, gray, self.figures_imgsz, min(cfg.body_conf, cfg.face_conf),
+                               cfg.nms_iou, cfg.device)
             figs = figs[np.isin(figs[:, 5].astype(int), (BODY, FACE))]
             det = np.concatenate([main, figs])
         cls = det[:, 5].astype(int)

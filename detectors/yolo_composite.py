@@ -46,13 +46,12 @@ def cut_out(rgb: np.ndarray, min_background: float = 0.25) -> np.ndarray | None:
     The paper level is the border's median (scanned sketches are not pure white). None when the border-connected
     paper covers less than ``min_background`` of the image (the art has a scene behind it)."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    h, w = gray.shape
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     paper = float(np.median(border))
     if paper < 170:
         return None
     light = (cv2.GaussianBlur(gray, (0, 0), 1.0) >= paper - 28).astype(np.uint8)
-    n, labels = cv2.connectedComponents(light, connectivity=4)
+    _, labels = cv2.connectedComponents(light, connectivity=4)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     background = np.isin(labels, edge) & (light == 1)
     if background.mean() < min_background:
