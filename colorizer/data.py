@@ -183,12 +183,18 @@ def _random_crop_box(h: int, w: int, rng: np.random.Generator, page_like: bool) 
     return x0, y0, x0 + cw, y0 + ch
 
 
-def _panel_sample_from_rgb(rgb_crop: np.ndarray, size: int, rng: np.random.Generator, *, min_side: int,
-                           scene: ReferenceFeatures | None, source: str) -> PanelSample:
-    h, w = working_shape(*rgb_crop.shape[:2], size)
-    if min(h, w) < min_side:  # keep a training crop possible: grow the short side
+def _training_shape(h: int, w: int, size: int, min_side: int) -> tuple[int, int]:
+    """``working_shape`` of an (h, w) crop, its short side grown to ``min_side`` so a training crop fits."""
+    h, w = working_shape(h, w, size)
+    if min(h, w) < min_side:
         s = min_side / min(h, w)
         h, w = max(min_side, round(h * s)), max(min_side, round(w * s))
+    return h, w
+
+
+def _panel_sample_from_rgb(rgb_crop: np.ndarray, size: int, rng: np.random.Generator, *, min_side: int,
+                           scene: ReferenceFeatures | None, source: str) -> PanelSample:
+    h, w = _training_shape(*rgb_crop.shape[:2], size, min_side)
     # draw the B/W style at twice the working size and area-average down, as a real page's tones are
     hi = _area(rgb_crop, (2 * h, 2 * w))
     gray = _area(mangaify(hi, rng), (h, w))
@@ -310,10 +316,7 @@ def character_panel_samples(episodes: Sequence[str], *, size: int, seed: int, mi
                 cx1, cy1 = int(min(W, cx + hw)), int(min(H, cy + hh))
                 if cx1 - cx0 < 16 or cy1 - cy0 < 16:
                     continue
-                h, w = working_shape(cy1 - cy0, cx1 - cx0, size)
-                if min(h, w) < min_side:
-                    k = min_side / min(h, w)
-                    h, w = max(min_side, round(h * k)), max(min_side, round(w * k))
+                h, w = _training_shape(cy1 - cy0, cx1 - cx0, size, min_side)
                 crop = np.ascontiguousarray(img[cy0:cy1, cx0:cx1])
                 hi = _area(crop, (2 * h, 2 * w))
                 g = rgb_to_gray(hi) if rng.random() < 0.5 else mangaify(hi, rng)
@@ -398,10 +401,7 @@ def synthetic_panel_samples(seeds: Sequence[int], *, size: int, pages: int = 4, 
                 x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
                 if x1 - x0 < 16 or y1 - y0 < 16:
                     continue
-                h, w = working_shape(y1 - y0, x1 - x0, size)
-                if min(h, w) < min_side:
-                    s = min_side / min(h, w)
-                    h, w = max(min_side, round(h * s)), max(min_side, round(w * s))
+                h, w = _training_shape(y1 - y0, x1 - x0, size, min_side)
                 gray = _area(bw[y0:y1, x0:x1], (h, w))
                 ab, L = _lab_targets(_area(np.ascontiguousarray(color[y0:y1, x0:x1]), (h, w)))
                 ids = np.zeros((h, w), np.uint8)

@@ -149,13 +149,15 @@ def real_samples(data: Path, split: str, seed: int = 0, sets: tuple[str, ...] = 
                 yield Sample(f"{stem}_v{k}", gray, page_labels(page))
 
 
-def composite_samples(data: Path, per_page: int, seed: int):
+def composite_samples(data: Path, per_page: int, seed: int, log=None):
     """``per_page`` composites (``detectors.yolo_composite``) of every OpenMantra training page."""
     from .yolo_composite import composite_page, load_art
 
     art = load_art(data)
     if not art:
         raise FileNotFoundError(f"no character art found under {data} for composite pages")
+    if log:
+        log(f"composite pages: {len(art)} pieces of character art cut out of their paper")
     rng = np.random.default_rng(seed + 7)
     for page in load_pages(data, "openmantra_dev.json", "train"):
         gray = cv2.imread(page["path"], cv2.IMREAD_GRAYSCALE)
@@ -168,7 +170,7 @@ def composite_samples(data: Path, per_page: int, seed: int):
 
 def build_dataset(out: Path, data: Path | None, *, n_synthetic: int = 400, max_side: int = 640, seed: int = 0,
                   real_repeat: int = 2, n_synthetic_val: int = 16, real_sets: tuple[str, ...] = REAL_SETS,
-                  composites: int = 0) -> Path:
+                  composites: int = 0, log=None) -> Path:
     """Write the dataset under ``out`` and return its ``data.yaml``.
 
     ``data`` None (or missing) builds a synthetic-only set. Real training pages of ``real_sets`` are written
@@ -191,7 +193,7 @@ def build_dataset(out: Path, data: Path | None, *, n_synthetic: int = 400, max_s
                     write_sample(out, split, Sample(f"{s.name}_r{r}", s.gray, s.boxes), max_side)
                     counts[split] += 1
         if composites:
-            for s in composite_samples(Path(data), composites, seed):
+            for s in composite_samples(Path(data), composites, seed, log):
                 write_sample(out, "train", s, max_side)
                 counts["train"] += 1
     yaml = out / "data.yaml"

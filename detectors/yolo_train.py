@@ -157,7 +157,8 @@ def main(argv=None) -> int:
     if not (ds / "data.yaml").exists():
         print(f"building the dataset in {ds} ...", flush=True)
         build_dataset(ds, data, n_synthetic=args.synthetic, max_side=args.imgsz, seed=args.seed,
-                      real_sets=real_sets, composites=args.composites if data is not None else 0)
+                      real_sets=real_sets, composites=args.composites if data is not None else 0,
+                      log=lambda m: print(m, flush=True))
     device = resolve_device(args.device)
     if args.from_checkpoint is not None:
         model = load_checkpoint(args.from_checkpoint)
